@@ -1,0 +1,100 @@
+# voxd — one non-recursive Makefile.
+#
+#   make            build voxd and the test/bench tools into build/
+#   make check      install missing packages, build, run every test; ends with "N passed, N failed"
+#   make asan       the same suite under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)
+#   make bench      benchmarks (figures printed, never pass/fail)
+#   make run        run a development node (installs what is missing first)
+#   make format     clang-format every C file
+#
+# A folder is a module; dependencies point one way:  lib <- store, rtp <- signalling <- voice.
+# voice/ holds the node itself (main, HTTP/WS edge) and links everything.
+
+BUILD   ?= build
+CC      ?= cc
+WERROR  ?=
+PKGS    := libuv libwebsockets jansson libpq openssl
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN := -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
+        -Wpointer-arith -Wwrite-strings -Werror=implicit-function-declaration \
+        -Wno-unused-parameter
+ifneq ($(WERROR),)
+WARN += -Werror
+endif
+
+OPT     ?= -O2 -g
+CFLAGS  += $(OPT) $(WARN) -D_GNU_SOURCE -I. $(PKG_CFLAGS) -MMD -MP
+LDLIBS  += $(PKG_LIBS) -lpthread -lm
+
+ifeq ($(SAN),1)
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+# ---- modules ---------------------------------------------------------------------------------
+CORE_MODS := lib store rtp signalling
+CORE_SRC  := $(foreach m,$(CORE_MODS),$(wildcard $(m)/*.c))
+NODE_SRC  := $(filter-out voice/main.c,$(wildcard voice/*.c))
+CORE_OBJ  := $(CORE_SRC:%.c=$(BUILD)/%.o)
+NODE_OBJ  := $(NODE_SRC:%.c=$(BUILD)/%.o)
+
+VOXD := $(BUILD)/voxd
+
+# unit tests: tests/unit/<module>/test_*.c, each its own binary, linked with the core objects
+UNIT_SRC  := $(wildcard tests/unit/*/test_*.c)
+UNIT_BIN  := $(UNIT_SRC:%.c=$(BUILD)/%)
+UNIT_HELP := $(wildcard tests/unit/*.c)
+UNIT_HOBJ := $(UNIT_HELP:%.c=$(BUILD)/%.o)
+
+# benchmark tools: tests/bench/*.c, each its own binary
+BENCH_SRC := $(wildcard tests/bench/*.c)
+BENCH_BIN := $(BENCH_SRC:%.c=$(BUILD)/%)
+
+.PHONY: all check asan bench run format deps clean
+all: $(VOXD) $(UNIT_BIN) $(BENCH_BIN)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/libvoxcore.a: $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+$(VOXD): $(BUILD)/voice/main.o $(NODE_OBJ) $(BUILD)/libvoxcore.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(UNIT_HOBJ) $(BUILD)/libvoxcore.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/bench/%: $(BUILD)/tests/bench/%.o $(BUILD)/libvoxcore.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+deps:
+	@./scripts/install-deps.sh
+
+check: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) ./tests/run-all.sh
+
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 OPT="-O1 -g" all
+	@BUILD=build-asan ASAN=1 ./tests/run-all.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) ./scripts/bench.sh
+
+run: deps
+	@$(MAKE) --no-print-directory $(VOXD)
+	@BUILD=$(BUILD) ./scripts/run-dev.sh
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
