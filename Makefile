@@ -53,6 +53,7 @@ BENCH_SRC := $(wildcard tests/bench/*.c)
 BENCH_BIN := $(BENCH_SRC:%.c=$(BUILD)/%)
 
 .PHONY: all check asan bench run format deps clean
+.SECONDARY:
 all: $(VOXD) $(UNIT_BIN) $(BENCH_BIN)
 
 $(BUILD)/%.o: %.c
