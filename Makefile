@@ -48,13 +48,20 @@ UNIT_BIN  := $(UNIT_SRC:%.c=$(BUILD)/%)
 UNIT_HELP := $(wildcard tests/unit/*.c)
 UNIT_HOBJ := $(UNIT_HELP:%.c=$(BUILD)/%.o)
 
+# fuzzers: tests/fuzz/fuzz_<name>.c. `make fuzz` runs them with libFuzzer (clang); `make check`
+# replays their corpora (tests/fuzz/corpus/<name>/) through the same code as unit tests.
+FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_NAMES := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)
+REPLAY_BIN := $(FUZZ_NAMES:%=$(BUILD)/tests/unit/fuzz/test_fuzz_%)
+FUZZ_SECONDS ?= 60
+
 # benchmark tools: tests/bench/*.c, each its own binary
 BENCH_SRC := $(wildcard tests/bench/*.c)
 BENCH_BIN := $(BENCH_SRC:%.c=$(BUILD)/%)
 
-.PHONY: all check asan bench run format deps clean
+.PHONY: all check asan bench run format deps clean fuzz
 .SECONDARY:
-all: $(VOXD) $(UNIT_BIN) $(BENCH_BIN)
+all: $(VOXD) $(UNIT_BIN) $(BENCH_BIN) $(REPLAY_BIN)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -69,6 +76,24 @@ $(VOXD): $(BUILD)/voice/main.o $(NODE_OBJ) $(BUILD)/libvoxcore.a
 
 $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(UNIT_HOBJ) $(BUILD)/libvoxcore.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/fuzz/replay_%.o: tests/fuzz/replay_main.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DFUZZ_NAME=$* -c -o $@ $<
+
+$(BUILD)/tests/unit/fuzz/test_fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/replay_%.o $(BUILD)/libvoxcore.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+fuzz: deps
+	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang SAN=1 OPT="-O1 -g -fsanitize=fuzzer-no-link" build-fuzz/libvoxcore.a $(FUZZ_SRC:%.c=build-fuzz/%.o)
+	@set -e; for n in $(FUZZ_NAMES); do \
+	  clang -fsanitize=fuzzer,address,undefined -o build-fuzz/fuzz_$$n build-fuzz/tests/fuzz/fuzz_$$n.o build-fuzz/libvoxcore.a $(LDLIBS); \
+	  mkdir -p build-fuzz/corpus/$$n; \
+	  echo "fuzz_$$n: $(FUZZ_SECONDS) s"; \
+	  build-fuzz/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -max_len=8192 build-fuzz/corpus/$$n tests/fuzz/corpus/$$n >build-fuzz/fuzz_$$n.log 2>&1 || { tail -40 build-fuzz/fuzz_$$n.log; exit 1; }; \
+	  tail -1 build-fuzz/fuzz_$$n.log; \
+	done
 
 $(BUILD)/tests/bench/%: $(BUILD)/tests/bench/%.o $(BUILD)/libvoxcore.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
