@@ -118,7 +118,7 @@ static void refuse_now(voice_node *n, struct lws *wsi, rpc_pss *p, int status, c
                        const char *msg, bool close_after)
 {
     p->refused = true;
-    node_count_rpc(n, "none", status, 0);
+    if (p->is_rpc) node_count_rpc(n, "none", status, 0);
     http_tx_error(wsi, &p->tx, status, code, msg, close_after);
 }
 
@@ -126,6 +126,7 @@ static int on_http(voice_node *n, struct lws *wsi, rpc_pss *p, const char *path)
 {
     pss_reset(n, p);
     p->in_use = true;
+    p->is_rpc = strcmp(path, "/rpc") == 0;
     p->t0_ns = time_mono_ns();
     bool post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
     bool get = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0;

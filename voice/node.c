@@ -19,6 +19,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <math.h>
 #include <openssl/sha.h>
@@ -219,10 +220,25 @@ static void close_handle(voice_node *n, uv_handle_t *h)
     if (!uv_is_closing(h)) uv_close(h, on_handle_closed);
 }
 
+static void count_foreign(uv_handle_t *h, void *arg)
+{
+    voice_node *n = arg;
+    if (h->data != n && !uv_is_closing(h)) n->foreign_handles++;
+}
+
+/* lws 4.1 on a foreign loop: the first lws_context_destroy() closes every connection and lws's
+ * own libuv handles, then stops; once they are all closed (no handle left on the loop but ours),
+ * a second lws_context_destroy() frees the context and NULLs our pointer (pcontext). */
 static void on_shutdown_poll(uv_timer_t *t)
 {
     voice_node *n = t->data;
-    if (n->lws) return; /* lws is still closing its connections */
+    if (n->lws) {
+        n->foreign_handles = 0;
+        uv_walk(n->loop, count_foreign, n);
+        if (n->foreign_handles) return; /* lws is still closing its connections */
+        lws_context_destroy(n->lws);
+        if (n->lws) return;
+    }
     LOG(LOG_INFO, "listeners and connections closed; closing the node's handles");
     close_handle(n, (uv_handle_t *)&n->tick);
     close_handle(n, (uv_handle_t *)&n->lag);
@@ -320,8 +336,12 @@ voice_node *voice_node_new(uv_loop_t *loop, const conf *cf)
     uv_signal_init(loop, &n->sigint);
     start_handle(n, (uv_handle_t *)&n->sigint);
 
-    lws_set_log_level(LLL_ERR | LLL_WARN | (log_min_level == LOG_DEBUG ? LLL_NOTICE : 0),
+    lws_set_log_level(LLL_ERR | LLL_WARN | (log_min_level == LOG_DEBUG ? LLL_NOTICE | LLL_INFO : 0),
                       lws_log_emit);
+    /* Debian's lws loads its libuv glue as a plugin and dlclose()s it while destroying the
+     * context, yet libuv still has close callbacks of that plugin queued: pin it in memory. */
+    if (!dlopen(LWS_INSTALL_LIBDIR "/libwebsockets-evlib_uv.so", RTLD_NOW | RTLD_NODELETE))
+        LOG(LOG_WARN, "cannot pin the lws libuv plugin: %s", dlerror());
     void *foreign[1] = {loop};
     struct lws_context_creation_info ci;
     memset(&ci, 0, sizeof ci);

@@ -67,7 +67,7 @@ typedef struct rpc_pss {
     uint64_t req_id; /* waiting in node->pending for the core's reply; 0 if not */
     int64_t t0_ns;   /* end of the body (the latency histogram's start) */
     http_tx tx;
-    bool in_use, is_ws, refused, authed;
+    bool in_use, is_ws, is_rpc, refused, authed;
     int refuse_status; /* reply sent once the body is drained (401, 404, 405) */
     const char *refuse_code;
     char *body;
@@ -99,6 +99,7 @@ struct voice_node {
     uv_timer_t tick, lag, shutdown_poll;
     uv_signal_t sigterm, sigint;
     int open_handles;
+    int foreign_handles; /* scratch of the shutdown poll */
     bool stopping;
 
     uint64_t next_req;
