@@ -434,8 +434,8 @@ int conf_load(int argc, char *const argv[], conf_getenv_fn getenv_fn, conf **out
         c->public_endpoint = xstrdup(c->voice_listen);
     }
     if (c->workers == 0) c->workers = cpu_count();
-    if (!*c->node_id) {
-        rc = fail(&l, "--node-id must not be empty");
+    if (!*c->node_id || strlen(c->node_id) > 64 || strlen(c->region) > 64) {
+        rc = fail(&l, "--node-id (not empty) and --region must be at most 64 characters");
         goto fail;
     }
     rc = resolve_secret(&l, "rpc secret", opt_index("rpc-secret-file"), "VOXD_RPC_SECRET",

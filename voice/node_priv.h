@@ -48,7 +48,7 @@ typedef struct ev_client {
     bool linked, resumed;
     uint64_t cursor; /* next seq to send */
     char consumer[65];
-    char ctrl[EV_CTRL_MAX][192]; /* hello, gap: small control messages, bounded */
+    char ctrl[EV_CTRL_MAX][256]; /* hello, gap: small control messages, bounded */
     int nctrl;
     size_t rx_len;
     char rx[EV_RX_MAX];
