@@ -116,7 +116,7 @@ static int on_resume(ev_client *c, json_t *msg)
     c->resumed = true;
     uint64_t first = sig_outbox_first_seq(n->outbox), last = sig_outbox_last_seq(n->outbox);
     uint64_t a = (uint64_t)after;
-    if ((a > 0 && a + 1 < first) || a > last) {
+    if (a + 1 < first || a > last) {
         /* pruned already, or a seq this node never published (it restarted): re-snapshot */
         queue_gap(c, a, first);
         c->cursor = first;
