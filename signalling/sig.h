@@ -129,9 +129,11 @@ typedef struct sig_effects {
     size_t nwrites;
 } sig_effects;
 
-/* Moves every effect accumulated since the last take into *out (which it overwrites). */
+/* Moves every effect accumulated since the last take into *out (which it overwrites). The caller
+ * may take ownership of individual strings (events[i], replies[i].body) by setting them to NULL
+ * before sig_effects_free(). */
 void sig_effects_take(sig_core *c, sig_effects *out);
-void sig_effects_free(sig_effects *fx); /* frees the contents, not fx itself */
+void sig_effects_free(sig_effects *fx); /* frees the contents (NULL entries skipped), not fx */
 
 /* ---- counters and gauges for /metrics -------------------------------------------------------- */
 enum { SIG_TOKEN_FAIL_MALFORMED, SIG_TOKEN_FAIL_SIGNATURE, SIG_TOKEN_FAIL_EXPIRED,
