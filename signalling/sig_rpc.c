@@ -355,6 +355,7 @@ static void refuse(sig_core *c, uint64_t req, const char *method, int status, co
 void sig_rpc_submit(sig_core *c, uint64_t req, const char *body, size_t len, int64_t now)
 {
     idem_expire(c, now);
+    if (!body) body = "", len = 0;
     json_error_t jerr;
     json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {

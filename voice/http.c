@@ -203,7 +203,7 @@ submit:
 
 static int on_body(voice_node *n, struct lws *wsi, rpc_pss *p, const void *in, size_t len)
 {
-    if (p->refused || !p->authed) return 0; /* drained, not kept */
+    if (p->refused || !p->authed || len == 0) return 0; /* drained, not kept */
     if (p->len + len > (size_t)n->cf->rpc_max_body) {
         free(p->body);
         p->body = NULL;
