@@ -112,6 +112,8 @@ typedef enum sig_write_kind {
     SIG_W_NONCE_DEL,  /* key = nonce (used or expired) */
     SIG_W_SERVER_PUT, /* key = "guild:user", row = {"mute":b,"deaf":b} (absent = both false) */
     SIG_W_SERVER_DEL,
+    SIG_W_REQUEST_PUT, /* key = request_id, row = {"fingerprint":hex,"status":N,"method":s,
+                          "body":s,"expires":ms}: a remembered RPC reply (idempotency) */
 } sig_write_kind;
 
 typedef struct sig_write {
@@ -134,6 +136,15 @@ typedef struct sig_effects {
  * before sig_effects_free(). */
 void sig_effects_take(sig_core *c, sig_effects *out);
 void sig_effects_free(sig_effects *fx); /* frees the contents (NULL entries skipped), not fx */
+
+/* ---- recovery -----------------------------------------------------------------------------------
+ * A durable node rebuilds the core from the rows it persisted (the `row`s of the PUT writes, keyed as
+ * there): call sig_core_restore() for each row in any order, then sig_core_restore_done() once, then
+ * sig_tick(now) so that deadlines that passed while the node was down fire at once. Timers resume at
+ * their original absolute deadlines. Returns 0, or -EINVAL for a row that does not parse (skip it and
+ * log it), or -EEXIST for a duplicate key. Restoring emits no effects. */
+int sig_core_restore(sig_core *c, sig_write_kind kind, const char *key, json_t *row);
+void sig_core_restore_done(sig_core *c);
 
 /* ---- counters and gauges for /metrics -------------------------------------------------------- */
 enum { SIG_TOKEN_FAIL_MALFORMED, SIG_TOKEN_FAIL_SIGNATURE, SIG_TOKEN_FAIL_EXPIRED,

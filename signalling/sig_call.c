@@ -95,7 +95,7 @@ static json_t *call_json(sig_core *c, const sig_call *call, bool full)
 }
 
 /* What CALL_UPDATE shows that matters for dedupe: ringing, roster, region. */
-static char *visible_sig(sig_core *c, const sig_call *call)
+char *sig_call_visible_sig(sig_core *c, const sig_call *call)
 {
     json_t *roster = json_array();
     sig_room *r = call_room(c, call);
@@ -134,7 +134,7 @@ static void call_persist(sig_core *c, const sig_call *call)
 
 static void maybe_update(sig_core *c, sig_call *call)
 {
-    char *s = visible_sig(c, call);
+    char *s = sig_call_visible_sig(c, call);
     if (call->last_sig && strcmp(s, call->last_sig) == 0) {
         free(s);
         return;
@@ -376,7 +376,7 @@ int sig_m_call_create(sig_core *c, json_t *params, int64_t now, json_t **result,
     }
     arm_idle(c, call, now);
     json_t *full = call_json(c, call, true);
-    call->last_sig = visible_sig(c, call);
+    call->last_sig = sig_call_visible_sig(c, call);
     sig_emit_event(c, "CALL_CREATE", sig_call_scope(call), json_deep_copy(full));
     call_persist(c, call);
     *result = json_pack("{s:o}", "call", full);

@@ -145,6 +145,8 @@ void sig_conn_persist(sig_core *c, const sig_conn *k); /* SIG_W_CONN_PUT */
 void sig_conn_remove(sig_core *c, sig_conn *k, const char *reason, int64_t now);
 void sig_voice_fire_pending(sig_core *c, const char *conn_id, int64_t deadline, int64_t now);
 json_t *sig_states_json(sig_core *c, sig_conn **v, size_t n); /* sorted array */
+/* Links a fully filled connection into the indexes (used by connect and by restore). */
+void sig_conn_link(sig_core *c, sig_conn *k);
 
 /* sig_call.c */
 sig_call *sig_call_get(sig_core *c, uint64_t channel_id);
@@ -155,11 +157,15 @@ void sig_call_on_leave(sig_core *c, sig_call *call, int64_t now);
 void sig_call_fire_ring(sig_core *c, uint64_t channel, uint64_t user, int64_t deadline, int64_t now);
 void sig_call_fire_idle(sig_core *c, uint64_t channel, int64_t deadline, int64_t now);
 void sig_call_free(sig_call *call);
+char *sig_call_visible_sig(sig_core *c, const sig_call *call);
 
 /* sig_grant.c */
 /* Mints a grant for k: returns the VOICE_SERVER_UPDATE payload and emits nothing. */
 json_t *sig_grant_issue(sig_core *c, const sig_conn *k, int64_t now);
 void sig_grant_fire_nonce(sig_core *c, const char *nonce, int64_t deadline);
+
+/* sig_rpc.c: idempotency records (restore) */
+int sig_rpc_restore_request(sig_core *c, const char *request_id, json_t *row);
 
 /* sig_rpc.c: deferred join bookkeeping */
 void sig_rpc_fire_hold(sig_core *c, uint64_t req, int64_t now);

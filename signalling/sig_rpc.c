@@ -293,6 +293,16 @@ static sig_idem *idem_begin(sig_core *c, const char *request_id, const uint8_t f
     return i;
 }
 
+static void hex(const uint8_t *p, size_t n, char *out)
+{
+    static const char d[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = d[p[i] >> 4];
+        out[2 * i + 1] = d[p[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
 static void finish(sig_core *c, uint64_t req, const char *method, const char *request_id,
                    int status, char *body, int64_t now)
 {
@@ -304,9 +314,43 @@ static void finish(sig_core *c, uint64_t req, const char *method, const char *re
             i->body = xstrdup(body);
             i->len = strlen(body);
             i->expires = now + c->cfg.idempotency_ttl_ms;
+            char fp[65];
+            hex(i->fingerprint, 32, fp);
+            sig_emit_write(c, SIG_W_REQUEST_PUT, request_id,
+                           json_pack("{s:s,s:i,s:s,s:s,s:I}", "fingerprint", fp, "status", status,
+                                     "method", method, "body", body, "expires",
+                                     (json_int_t)i->expires));
         }
     }
     sig_emit_reply(c, req, status, method, body);
+}
+
+static const method_def *find_method(const char *name);
+
+int sig_rpc_restore_request(sig_core *c, const char *request_id, json_t *row)
+{
+    const char *fp = json_string_value(json_object_get(row, "fingerprint"));
+    const char *method = json_string_value(json_object_get(row, "method"));
+    const char *body = json_string_value(json_object_get(row, "body"));
+    json_t *status = json_object_get(row, "status"), *exp = json_object_get(row, "expires");
+    const method_def *m = method ? find_method(method) : NULL;
+    if (!fp || strlen(fp) != 64 || !body || !json_is_integer(status) || !json_is_integer(exp) ||
+        !m || !request_id || !*request_id)
+        return -EINVAL;
+    if (hmap_gets(c->idem, request_id)) return -EEXIST;
+    uint8_t bin[32];
+    for (int k = 0; k < 32; k++) {
+        unsigned v;
+        if (sscanf(fp + 2 * k, "%2x", &v) != 1) return -EINVAL;
+        bin[k] = (uint8_t)v;
+    }
+    sig_idem *i = idem_begin(c, request_id, bin, 0);
+    i->status = (int)json_integer_value(status);
+    i->method = m->name;
+    i->body = xstrdup(body);
+    i->len = strlen(body);
+    i->expires = json_integer_value(exp);
+    return 0;
 }
 
 /* Runs a method and finishes the request, unless the method parks it (SIG_HOLD). */

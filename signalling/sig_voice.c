@@ -124,6 +124,14 @@ static void conn_destroy(sig_conn *k)
     free(k);
 }
 
+void sig_conn_link(sig_core *c, sig_conn *k)
+{
+    hmap_puts(c->conns, k->id, k);
+    room_attach(c, k, k->guild_id, k->channel_id);
+    user_attach(c, k);
+    if (k->pending) sig_timer_arm(c, T_PENDING, k->id, 0, k->pending_deadline);
+}
+
 /* ---- serialization ------------------------------------------------------------------------------ */
 
 static json_t *sf(uint64_t v)
@@ -491,10 +499,9 @@ int sig_m_voice_connect(sig_core *c, json_t *params, int64_t now, json_t **resul
     k->pending = true;
     k->pending_deadline = now + c->cfg.pending_timeout_ms;
     k->created_at = now;
-    hmap_puts(c->conns, k->id, k);
-    room_attach(c, k, guild, channel);
-    user_attach(c, k);
-    sig_timer_arm(c, T_PENDING, k->id, 0, k->pending_deadline);
+    k->guild_id = guild;
+    k->channel_id = channel;
+    sig_conn_link(c, k);
 
     sig_conn_persist(c, k);
     broadcast(c, k, 0);

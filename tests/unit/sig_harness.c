@@ -49,9 +49,18 @@ static void collect(th *t)
                             json_pack("{s:i,s:o}", "status", fx.replies[i].status, "body", b));
     }
     json_array_clear(t->writes);
-    for (size_t i = 0; i < fx.nwrites; i++)
-        json_array_append_new(t->writes, json_pack("{s:i,s:s}", "kind", (int)fx.writes[i].kind,
-                                                   "key", fx.writes[i].key));
+    for (size_t i = 0; i < fx.nwrites; i++) {
+        sig_write *w = &fx.writes[i];
+        json_array_append_new(t->writes, json_pack("{s:i,s:s}", "kind", (int)w->kind, "key", w->key));
+        /* a DEL kind is its PUT kind + 1 */
+        int put = w->row ? (int)w->kind : (int)w->kind - 1;
+        char *dbkey = xasprintf("%d/%s", put, w->key);
+        if (w->row)
+            json_object_set(t->db, dbkey, w->row);
+        else
+            json_object_del(t->db, dbkey);
+        free(dbkey);
+    }
     sig_effects_free(&fx);
 }
 
@@ -70,12 +79,14 @@ th *th_new(void (*tweak)(sig_config *cfg))
     cfg.random_ud = t;
     t->rnd = 42;
     if (tweak) tweak(&cfg);
+    t->tweak = tweak;
     t->c = sig_core_new(&cfg);
     t->o = sig_outbox_new(1000000, 1);
     t->now = 1700000000000LL;
     t->events = json_array();
     t->replies = json_object();
     t->writes = json_array();
+    t->db = json_object();
     t->next_req = 1;
     return t;
 }
@@ -87,6 +98,7 @@ void th_free(th *t)
     json_decref(t->events);
     json_decref(t->replies);
     json_decref(t->writes);
+    json_decref(t->db);
     free(t);
 }
 
@@ -121,6 +133,36 @@ int th_rpc(th *t, const char *method, const char *params_json, json_t **result)
     uint64_t req = th_submit(t, body);
     free(body);
     return th_reply(t, req, result);
+}
+
+int th_restart(th *t)
+{
+    sig_config cfg;
+    sig_config_defaults(&cfg);
+    cfg.node_id = "voxd-1";
+    cfg.region = "test";
+    cfg.endpoint = "127.0.0.1:8701";
+    static const unsigned char secret[] = "0123456789abcdef0123456789abcdef";
+    cfg.token_secret = secret;
+    cfg.token_secret_len = 32;
+    cfg.random = det_random;
+    cfg.random_ud = t;
+    if (t->tweak) t->tweak(&cfg);
+    sig_core_free(t->c);
+    t->c = sig_core_new(&cfg);
+    int refused = 0;
+    const char *key;
+    json_t *row;
+    json_object_foreach(t->db, key, row)
+    {
+        int kind = atoi(key);
+        const char *k = strchr(key, '/') + 1;
+        if (sig_core_restore(t->c, (sig_write_kind)kind, k, row) != 0) refused++;
+    }
+    sig_core_restore_done(t->c);
+    sig_tick(t->c, t->now);
+    collect(t);
+    return refused;
 }
 
 void th_advance(th *t, int64_t ms)

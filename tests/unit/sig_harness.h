@@ -15,8 +15,10 @@ typedef struct th {
     json_t *events;  /* array of parsed events not yet consumed */
     json_t *replies; /* object: req id -> {"status":N,"body":{...}} */
     json_t *writes;  /* array of {"kind":N,"key":...} of the last step */
+    json_t *db;      /* what a store would hold: "kind/key" -> row, from every write so far */
     uint64_t next_req;
     uint64_t rnd;
+    void (*tweak)(sig_config *cfg);
 } th;
 
 /* `tweak` may adjust the config (NULL: defaults; node "voxd-1", secret "0123456789abcdef..."). */
@@ -29,6 +31,9 @@ int th_rpc(th *t, const char *method, const char *params_json, json_t **result);
 uint64_t th_submit(th *t, const char *body);
 int th_reply(th *t, uint64_t req, json_t **body); /* status, 0 if none yet */
 void th_advance(th *t, int64_t ms);                /* moves the clock and fires timers */
+/* Simulates kill -9 and restart: a new core rebuilt only from t->db (the persisted rows).
+ * Returns the number of rows the core refused (0 expected). */
+int th_restart(th *t);
 size_t th_nevents(th *t);
 json_t *th_event(th *t); /* pops the oldest unconsumed event (owned by the caller) or NULL */
 void th_drop_events(th *t);
