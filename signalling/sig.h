@@ -19,6 +19,7 @@
 #ifndef VOXD_SIG_H
 #define VOXD_SIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -59,6 +60,10 @@ void sig_core_free(sig_core *c);
  * is the core's. `req` is the node's handle for the HTTP request; the reply for it comes out in the
  * effects, either from this same step or later (a DM join held for its call, see docs/rpc.md). */
 void sig_rpc_submit(sig_core *c, uint64_t req, const char *body, size_t len, int64_t now_ms);
+/* Whether a body names a method that changes state (false for reads and for bodies that do not
+ * parse, which fail at once anyway). A durable node parks changes while its store is down and
+ * still answers reads. */
+bool sig_rpc_mutates(const char *body, size_t len);
 /* The HTTP request went away: forget a deferred reply for it (no effect if there is none). */
 void sig_rpc_cancel(sig_core *c, uint64_t req);
 
@@ -175,6 +180,12 @@ sig_outbox *sig_outbox_new(size_t retention, uint64_t next_seq);
 void sig_outbox_free(sig_outbox *o);
 /* Takes ownership of `fragment` (as in sig_effects.events); returns the event's seq. */
 uint64_t sig_outbox_publish(sig_outbox *o, char *fragment);
+/* A durable node numbers events before committing them: the complete text {"seq":N,<fragment>}
+ * (caller frees), then publishes that text once committed (taken; its seq must be the next one:
+ * -EINVAL otherwise, and the text is freed). */
+char *sig_event_text(uint64_t seq, const char *fragment);
+uint64_t sig_outbox_next_seq(const sig_outbox *o);
+int sig_outbox_publish_text(sig_outbox *o, uint64_t seq, char *text);
 uint64_t sig_outbox_last_seq(const sig_outbox *o);  /* 0 if nothing was ever published */
 uint64_t sig_outbox_first_seq(const sig_outbox *o); /* oldest retained; last+1 when empty */
 /* The complete event JSON {"seq":N,...} or NULL when seq is pruned or not yet published. */

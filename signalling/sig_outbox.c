@@ -73,17 +73,37 @@ static void grow(sig_outbox *o)
     o->cap *= 2;
 }
 
-uint64_t sig_outbox_publish(sig_outbox *o, char *fragment)
+char *sig_event_text(uint64_t seq, const char *fragment)
 {
+    return xasprintf("{\"seq\":%llu,%s}", (unsigned long long)seq, fragment);
+}
+
+uint64_t sig_outbox_next_seq(const sig_outbox *o)
+{
+    return o->next;
+}
+
+int sig_outbox_publish_text(sig_outbox *o, uint64_t seq, char *text)
+{
+    if (seq != o->next) {
+        free(text);
+        return -EINVAL;
+    }
     while (o->n >= o->retention) drop_oldest(o);
     if (o->n == o->cap) grow(o);
-    uint64_t seq = o->next++;
-    char *text = xasprintf("{\"seq\":%llu,%s}", (unsigned long long)seq, fragment);
-    free(fragment);
+    o->next++;
     ev *e = &o->ring[(o->head + o->n) % o->cap];
     e->text = text;
     e->len = strlen(text);
     o->n++;
+    return 0;
+}
+
+uint64_t sig_outbox_publish(sig_outbox *o, char *fragment)
+{
+    uint64_t seq = o->next;
+    sig_outbox_publish_text(o, seq, sig_event_text(seq, fragment));
+    free(fragment);
     return seq;
 }
 

@@ -22,24 +22,25 @@
 typedef struct method_def {
     const char *name;
     sig_method_fn fn;
+    bool read; /* changes nothing */
 } method_def;
 
 static const method_def methods[] = {
-    {"voice.connect", sig_m_voice_connect},
-    {"voice.update", sig_m_voice_update},
-    {"voice.move", sig_m_voice_move},
-    {"voice.disconnect", sig_m_voice_disconnect},
-    {"voice.set_server_state", sig_m_voice_set_server_state},
-    {"voice.set_permissions", sig_m_voice_set_permissions},
-    {"voice.get", sig_m_voice_get},
-    {"session.gone", sig_m_session_gone},
-    {"call.create", sig_m_call_create},
-    {"call.ring", sig_m_call_ring},
-    {"call.stop_ringing", sig_m_call_stop_ringing},
-    {"call.update_region", sig_m_call_update_region},
-    {"call.get", sig_m_call_get},
-    {"call.delete", sig_m_call_delete},
-    {"node.status", sig_m_node_status},
+    {"voice.connect", sig_m_voice_connect, false},
+    {"voice.update", sig_m_voice_update, false},
+    {"voice.move", sig_m_voice_move, false},
+    {"voice.disconnect", sig_m_voice_disconnect, false},
+    {"voice.set_server_state", sig_m_voice_set_server_state, false},
+    {"voice.set_permissions", sig_m_voice_set_permissions, false},
+    {"voice.get", sig_m_voice_get, true},
+    {"session.gone", sig_m_session_gone, false},
+    {"call.create", sig_m_call_create, false},
+    {"call.ring", sig_m_call_ring, false},
+    {"call.stop_ringing", sig_m_call_stop_ringing, false},
+    {"call.update_region", sig_m_call_update_region, false},
+    {"call.get", sig_m_call_get, true},
+    {"call.delete", sig_m_call_delete, false},
+    {"node.status", sig_m_node_status, true},
 };
 
 /* ---- errors and parameters ------------------------------------------------------------------- */
@@ -394,6 +395,17 @@ static void refuse(sig_core *c, uint64_t req, const char *method, int status, co
     snprintf(e.message, sizeof e.message, "%s", msg);
     snprintf(e.field, sizeof e.field, "%s", field ? field : "");
     sig_emit_reply(c, req, status, method, error_json(&e));
+}
+
+bool sig_rpc_mutates(const char *body, size_t len)
+{
+    json_error_t jerr;
+    json_t *root = body ? json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
+    const char *name = json_string_value(json_object_get(root, "method"));
+    const method_def *m = name ? find_method(name) : NULL;
+    bool mutates = m && !m->read;
+    json_decref(root);
+    return mutates;
 }
 
 void sig_rpc_submit(sig_core *c, uint64_t req, const char *body, size_t len, int64_t now)

@@ -92,6 +92,19 @@ TEST(next_seq_continues_from_a_given_start)
     sig_outbox_free(o);
 }
 
+TEST(prenumbered_texts_publish_only_in_order)
+{
+    sig_outbox *o = sig_outbox_new(10, 7);
+    CHECK_EQ_INT(sig_outbox_next_seq(o), 7);
+    char *t7 = sig_event_text(7, "\"event\":\"E\",\"scope\":{},\"data\":{}");
+    CHECK_EQ_STR(t7, "{\"seq\":7,\"event\":\"E\",\"scope\":{},\"data\":{}}");
+    CHECK_EQ_INT(sig_outbox_publish_text(o, 8, sig_event_text(8, "\"x\":1")), -EINVAL);
+    CHECK_EQ_INT(sig_outbox_publish_text(o, 7, t7), 0);
+    CHECK_EQ_INT(sig_outbox_last_seq(o), 7);
+    CHECK_EQ_INT(pub(o, 1), 8);
+    sig_outbox_free(o);
+}
+
 int main(void)
 {
     RUN(seq_is_strictly_increasing_and_text_is_complete);
@@ -99,5 +112,6 @@ int main(void)
     RUN(retention_bound_drops_the_oldest);
     RUN(ring_wraps_with_acks);
     RUN(next_seq_continues_from_a_given_start);
+    RUN(prenumbered_texts_publish_only_in_order);
     return test_summary();
 }

@@ -163,6 +163,16 @@ TEST(request_id_replays_the_reply_without_acting_twice)
     th_free(t);
 }
 
+TEST(mutating_methods_are_told_apart_from_reads)
+{
+    CHECK(sig_rpc_mutates("{\"method\":\"voice.update\",\"params\":{}}", strlen("{\"method\":\"voice.update\",\"params\":{}}")));
+    CHECK(sig_rpc_mutates("{\"method\":\"call.create\"}", strlen("{\"method\":\"call.create\"}")));
+    CHECK(!sig_rpc_mutates("{\"method\":\"voice.get\",\"params\":{}}", strlen("{\"method\":\"voice.get\",\"params\":{}}")));
+    CHECK(!sig_rpc_mutates("{\"method\":\"node.status\"}", strlen("{\"method\":\"node.status\"}")));
+    CHECK(!sig_rpc_mutates("{\"method\":", strlen("{\"method\":")));
+    CHECK(!sig_rpc_mutates(NULL, 0));
+}
+
 int main(void)
 {
     RUN(malformed_json_and_non_objects);
@@ -171,5 +181,6 @@ int main(void)
     RUN(params_types_missing_unknown_are_named);
     RUN(invalid_snowflakes);
     RUN(request_id_replays_the_reply_without_acting_twice);
+    RUN(mutating_methods_are_told_apart_from_reads);
     return test_summary();
 }
