@@ -375,6 +375,11 @@ class Voxd:
                 self._conn = None
                 if attempt:
                     raise
+            except Exception:
+                # a timeout or a protocol error leaves the connection unusable: drop it
+                self._conn.close()
+                self._conn = None
+                raise
         try:
             return r.status, json.loads(data)
         except ValueError:
