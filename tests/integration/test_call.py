@@ -311,6 +311,33 @@ def _():
     expect(node.rpc_ok("voice.get", {"channel_id": ch})["voice_states"] == [], "states remain")
 
 
+@case("voice.disconnect {channel_id} of a DM call: every connection leaves, the call ends")
+def _():
+    ch = snowflake()
+    create(ch, U1, [U1, U2], ringing=[])
+    join(ch, U1)
+    take(3)
+    join(ch, U2)
+    take(3)
+    r = node.rpc_ok("voice.disconnect", {"channel_id": ch})
+    expect(r["disconnected"] == 2, "reply %s" % r)
+    # a CALL_UPDATE for the intermediate roster is allowed (the roster did change), not required
+    names = [e["event"] for e in await_end(ch, 3) if e["event"] != "CALL_UPDATE"]
+    expect(names == ["VOICE_STATE_UPDATE", "VOICE_STATE_UPDATE", "CALL_DELETE", "CALL_ENDED"],
+           "events %s" % names)
+
+
+@case("session.gone of the last participant ends the call (even while someone rings)")
+def _():
+    ch = snowflake()
+    create(ch, U1, [U1, U2, U3])  # rings U2, U3
+    join(ch, U1, session="sg-1")
+    take(3)
+    node.rpc_ok("session.gone", {"session_id": "sg-1"})
+    names = [e["event"] for e in await_end(ch, 3)]
+    expect(names == ["VOICE_STATE_UPDATE", "CALL_DELETE", "CALL_ENDED"], "events %s" % names)
+
+
 @case("6th connection of a user in one DM call -> 403 VOICE_CONNECTION_LIMIT_REACHED")
 def _():
     ch = snowflake()

@@ -359,6 +359,78 @@ def _():
     ev.close()
 
 
+@case("move into a full channel -> 403 VOICE_CHANNEL_FULL, the connection stays where it was")
+def _():
+    g, c1, c2 = snowflake(), snowflake(), snowflake()
+    connect(g, c2, snowflake(), user_limit=1)
+    u = snowflake()
+    cid = connect(g, c1, u)["voice_state"]["connection_id"]
+    before = node.last_seq()
+    node.rpc_err("voice.move", {"connection_id": cid, "channel_id": c2, "user_limit": 1}, 403,
+                 "VOICE_CHANNEL_FULL")
+    v = get_states(connection_id=cid)[0]
+    expect(v["channel_id"] == c1 and v["version"] == 0, "after refused move %s" % v)
+    expect(node.last_seq() == before, "a refused move emitted events")
+    node.rpc_err("voice.move", {"connection_id": cid, "channel_id": c2, "user_id": snowflake()},
+                 403, "VOICE_USER_MISMATCH")
+    r = node.rpc_ok("voice.move", {"connection_id": cid, "channel_id": c1})
+    expect(r["voice_state"]["version"] == 0, "move to the same channel bumped: %s" % r)
+    expect(node.last_seq() == before, "a move to the same channel emitted events")
+
+
+@case("server deaf then undeaf: version+1 each, mute untouched")
+def _():
+    g, c, u = snowflake(), snowflake(), snowflake()
+    cid = connect(g, c, u)["voice_state"]["connection_id"]
+    r = node.rpc_ok("voice.set_server_state", {"guild_id": g, "user_id": u, "deaf": True})
+    v = r["voice_states"][0]
+    expect(v["deaf"] is True and v["mute"] is False and v["version"] == 1, "deaf %s" % v)
+    r = node.rpc_ok("voice.set_server_state", {"guild_id": g, "user_id": u, "deaf": False})
+    v = r["voice_states"][0]
+    expect(v["deaf"] is False and v["version"] == 2, "undeaf %s" % v)
+    later = connect(g, c, u, session="later")["voice_state"]
+    expect(later["deaf"] is False, "later connection deaf after undeaf: %s" % later)
+    expect(get_states(connection_id=cid)[0]["version"] == 2, "version")
+
+
+@case("voice.disconnect {connection_id, user_id} of another user -> 403 VOICE_USER_MISMATCH")
+def _():
+    g, c, u = snowflake(), snowflake(), snowflake()
+    cid = connect(g, c, u)["voice_state"]["connection_id"]
+    node.rpc_err("voice.disconnect", {"connection_id": cid, "user_id": snowflake()}, 403,
+                 "VOICE_USER_MISMATCH")
+    expect(len(get_states(connection_id=cid)) == 1, "disconnected anyway")
+
+
+@case("voice.get is ordered by channel, user, connection")
+def _():
+    g = snowflake()
+    chans = sorted(snowflake() for _ in range(3))
+    users = sorted(snowflake() for _ in range(3))
+    for ch in reversed(chans):  # 4 connections per user: under the limit of 5
+        for u in reversed(users):
+            connect(g, ch, u, session="o1")
+            if ch == chans[1]:
+                connect(g, ch, u, session="o2")
+    st = get_states(guild_id=g)
+    key = [(int(v["channel_id"]), int(v["user_id"]), v["connection_id"]) for v in st]
+    expect(len(st) == 12 and key == sorted(key), "order %s" % [k[:2] for k in key])
+    st = get_states(guild_id=g, channel_id=chans[1])
+    key = [(int(v["user_id"]), v["connection_id"]) for v in st]
+    expect(len(st) == 6 and key == sorted(key), "channel order %s" % key)
+
+
+@case("member is echoed and can be updated (version+1); a repeated member is a no-op")
+def _():
+    g, c, u = snowflake(), snowflake(), snowflake()
+    cid = connect(g, c, u, member={"nick": "x"})["voice_state"]["connection_id"]
+    r = node.rpc_ok("voice.update", {"connection_id": cid, "user_id": u, "member": {"nick": "y"}})
+    expect(r["changed"] and r["voice_state"]["member"] == {"nick": "y"} and
+           r["voice_state"]["version"] == 1, "member update %s" % r)
+    r = node.rpc_ok("voice.update", {"connection_id": cid, "user_id": u, "member": {"nick": "y"}})
+    expect(not r["changed"] and r["voice_state"]["version"] == 1, "same member %s" % r)
+
+
 @case("node.status reports this node and its load")
 def _():
     r = node.rpc_ok("node.status", {})
