@@ -84,6 +84,13 @@ run_one() {
                 echo "  # full report kept in tests/artifacts/$(basename "$f")"
         fi
     done
+    # keep the logs of a failing test (voxd's stderr included) where a human can read them
+    if [ "$nf" -gt 0 ] || [ "$rc" -ne 0 ]; then
+        local keep="tests/artifacts/logs/$(echo "$name" | tr / _)"
+        rm -rf "$keep"
+        mkdir -p "$keep" && cp -r "$logdir"/. "$keep"/ 2>/dev/null && \
+            echo "  # logs kept in $keep"
+    fi
     rm -f "$out"
 }
 
