@@ -118,6 +118,97 @@ def _():
     expect(isinstance(m, tuple) and m[0] == "close" and m[1] == 4004, "identify without token %r" % (m,))
 
 
+@case("Ready carries exactly connection_id, user_id, session_id of the grant")
+def _():
+    u = snowflake()
+    tok, vs = grant(user=u, session="ready-sess")
+    _h, m = identify(tok)
+    expect(isinstance(m, dict) and m.get("op") == 2 and m.get("d") == {
+        "connection_id": vs["connection_id"], "user_id": u, "session_id": "ready-sess"},
+        "ready %r" % (m,))
+
+
+@case("Heartbeat -> Heartbeat ACK echoing d, before and after Identify")
+def _():
+    tok, _ = grant()
+    vc = node.voice()
+    try:
+        vc.send({"op": 3, "d": 1234})
+        m = vc.recv(5)
+        expect(m == {"op": 6, "d": 1234}, "ack before identify %r" % (m,))
+        m = vc.identify(tok)
+        expect(isinstance(m, dict) and m.get("op") == 2, "identify %r" % (m,))
+        vc.send({"op": 3, "d": {"nonce": "x"}})
+        m = vc.recv(5)
+        expect(m == {"op": 6, "d": {"nonce": "x"}}, "ack after identify %r" % (m,))
+    finally:
+        vc.close()
+
+
+def close_after(msgs, code, what, identify_first=False):
+    vc = node.voice()
+    try:
+        if identify_first:
+            m = vc.identify(grant()[0])
+            expect(isinstance(m, dict) and m.get("op") == 2, "%s: identify %r" % (what, m))
+        for x in msgs:
+            vc.send(x)
+        m = vc.recv(5)
+        expect(isinstance(m, tuple) and m[0] == "close" and m[1] == code,
+               "%s: got %r, expected close %d" % (what, m, code))
+    finally:
+        vc.close()
+
+
+@case("protocol faults get their close codes (4001, 4002, 4003, 4005)")
+def _():
+    close_after(["not json"], 4002, "not JSON")
+    close_after(['{"op":3,"op":3,"d":1}'], 4002, "duplicate key")
+    close_after(['{"op":3,"d":1,"x":2}'], 4002, "extra top-level key")
+    close_after(['{"op":"3","d":1}'], 4002, "op not an integer")
+    close_after(['{"op":3,"d":"%s"}' % ("x" * 17000)], 4002, "17 KB message")
+    close_after([{"op": 5, "d": {}}], 4003, "Speaking before Identify")
+    close_after([{"op": 42, "d": {}}], 4001, "unknown op after Identify", identify_first=True)
+    close_after([{"op": 0, "d": {"token": "x"}}], 4005, "second Identify", identify_first=True)
+
+
+@case("no heartbeat for 2x --heartbeat-interval 1s -> close 4009; heartbeats keep it open")
+def _():
+    n3 = start_node("--heartbeat-interval", "1s", name="voxd-hb")
+    vc = n3.voice()
+    expect(vc.hello.get("d", {}).get("heartbeat_interval") == 1000, "hello %r" % (vc.hello,))
+    m = vc.recv(6)  # bounded read: the close is the next thing that arrives
+    expect(isinstance(m, tuple) and m[0] == "close" and m[1] == 4009, "silent client got %r" % (m,))
+    vc.close()
+    vc = n3.voice()
+    t_end = time.monotonic() + 3.5
+    while time.monotonic() < t_end:  # heartbeat every 0.5 s for 3.5 s (> 2 x interval)
+        vc.send({"op": 3, "d": 1})
+        m = vc.recv(2)
+        expect(m == {"op": 6, "d": 1}, "heartbeat answered with %r" % (m,))
+        time.sleep(0.5)
+    vc.close()
+    n3.stop(report=True)
+
+
+@case("the voice listener: other paths 404 NOT_FOUND, upgrade to another path refused")
+def _():
+    import http.client
+    import websocket
+    c = http.client.HTTPConnection("127.0.0.1", node.voice_port, timeout=5)
+    c.request("GET", "/nope")
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    expect(r.status == 404 and b"NOT_FOUND" in body, "GET /nope -> %s %r" % (r.status, body[:200]))
+    try:
+        ws = websocket.create_connection("ws://127.0.0.1:%d/other" % node.voice_port, timeout=5)
+    except (websocket.WebSocketException, ConnectionError):
+        return
+    ws.close()
+    expect(False, "WebSocket upgrade to /other accepted")
+
+
 @case("an expired token (--grant-ttl 1s) -> close 4021")
 def _():
     n2 = start_node("--grant-ttl", "1s", "--pending-timeout", "600s", name="voxd-ttl")
