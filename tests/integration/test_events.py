@@ -42,6 +42,9 @@ def _():
     U = snowflake()
     S["u"] = U
     S["cid"] = connect(U)  # 2 events: seq 1, 2
+    # nothing may arrive before resume (a short bounded read: absence cannot be awaited)
+    m = ec.recv(0.3)
+    expect(m is None, "sent before resume: %r" % (m,))
     ec.resume(0)
     evs = ec.take(2)
     expect([e["seq"] for e in evs] == [1, 2], "seqs %s" % [e["seq"] for e in evs])
