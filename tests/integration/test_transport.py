@@ -12,7 +12,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from voxlib import (RPC_SECRET, EventClient, case, expect, finish, snowflake,  # noqa: E402
+from voxlib import (RPC_SECRET, EventClient, Fail, case, expect, finish, snowflake,  # noqa: E402
                     start_node)
 
 node = start_node("--pending-timeout", "600s")
@@ -26,6 +26,19 @@ def req_bytes(method, params):
     return head.encode(), body
 
 
+def _recv(sock, got, n):
+    try:
+        return sock.recv(65536)
+    except socket.timeout:
+        raise Fail("no reply within the timeout; got %d of %d replies" % (got, n))
+
+
+def cpu_ticks(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        f = f.read().rsplit(")", 1)[1].split()
+    return int(f[11]) + int(f[12])
+
+
 def read_replies(sock, n, timeout=5.0):
     """Reads n HTTP replies (Content-Length framed) from sock; returns [(status, json)]."""
     sock.settimeout(timeout)
@@ -35,7 +48,7 @@ def read_replies(sock, n, timeout=5.0):
     while len(out) < n:
         while b"\r\n\r\n" not in buf:
             expect(time.monotonic() < deadline, "timed out; got %d of %d replies" % (len(out), n))
-            chunk = sock.recv(65536)
+            chunk = _recv(sock, len(out), n)
             expect(chunk, "connection closed after %d of %d replies (buffer %r)" % (len(out), n, buf[:200]))
             buf += chunk
         head, rest = buf.split(b"\r\n\r\n", 1)
@@ -47,7 +60,7 @@ def read_replies(sock, n, timeout=5.0):
             if k.strip().lower() == "content-length":
                 clen = int(v)
         while len(rest) < clen:
-            chunk = sock.recv(65536)
+            chunk = _recv(sock, len(out), n)
             expect(chunk, "connection closed mid-body")
             rest += chunk
         out.append((status, json.loads(rest[:clen])))
@@ -66,9 +79,13 @@ def _():
     # its own node: a node that mishandles pipelining must not take the other cases down with it
     n = start_node("--pending-timeout", "600s", name="voxd-pipelining")
     s = socket.create_connection(("127.0.0.1", n.rpc_port))
+    first = None
+    reps = []
     try:
         s.sendall(data)
         reps = read_replies(s, 3)
+    except Fail as e:
+        first = str(e)
     finally:
         s.close()
         if n.alive():
@@ -77,8 +94,15 @@ def _():
                 st, _ = n.rpc("node.status", {}, timeout=3)
             except Exception as e:
                 st = e
+            busy = ""
+            if st != 200:
+                t0 = cpu_ticks(n.pid())
+                time.sleep(1.0)  # measuring CPU use over a second for the report
+                busy = " (voxd used %d%% CPU over the next second)" % (cpu_ticks(n.pid()) - t0)
             n.stop(timeout=5, report=True)
-            expect(st == 200, "after the pipelined requests the node does not serve: %r" % (st,))
+            expect(st == 200, "%s; after them the node does not serve a new connection: %r%s" % (
+                first, st, busy))
+    expect(first is None, first)
     expect([st for st, _ in reps] == [200] * 3, "statuses %s" % [st for st, _ in reps])
     got = [r["result"]["voice_state"]["user_id"] for _, r in reps]
     expect(got == users, "reply order %s, sent %s" % (got, users))
