@@ -14,7 +14,8 @@
 # `runuser -u postgres`; as another user they run as that user. The server listens only on a Unix
 # socket in DIR (listen_addresses=''), so its port (PG_PORT, default 55432) only names the socket
 # and cannot collide with another cluster. fsync is off: for tests, never for durability benchmarks
-# (PG_FSYNC=on turns it back on).
+# (PG_FSYNC=on turns it back on); synchronous_commit stays on, so a crash (`crash`) loses no
+# committed transaction.
 set -euo pipefail
 
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
@@ -47,7 +48,7 @@ start)
     fi
     if ! running; then
         as_pg "$PGBIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 \
-            -o "-c listen_addresses='' -k $DIR -p $(cat "$DIR/port") -c fsync=$FSYNC -c full_page_writes=off -c synchronous_commit=off -c max_connections=50" \
+            -o "-c listen_addresses='' -k $DIR -p $(cat "$DIR/port") -c fsync=$FSYNC -c max_connections=50" \
             start >/dev/null || { tail -20 "$DIR/server.log" >&2; exit 1; }
     fi
     conninfo
