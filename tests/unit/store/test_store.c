@@ -8,6 +8,7 @@
  * Runs from the repository root (tests/run-all.sh does). Every test ends with uv_loop_close() == 0.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -21,6 +22,8 @@
 #include "tests/unit/test.h"
 
 static char pg_conninfo[512], pg_dir[256];
+static int guard_fd = -1;
+static pid_t guard_pid;
 
 /* ---- cluster ---------------------------------------------------------------------------------- */
 
@@ -47,7 +50,7 @@ static int cluster_up(void)
     snprintf(pg_dir, sizeof pg_dir, "%s", tmpl);
     /* the guardian: stops the cluster when this process goes, however it goes */
     int fds[2];
-    if (pipe(fds) < 0) return -1;
+    if (pipe2(fds, O_CLOEXEC) < 0) return -1; /* the server pg.sh starts must not hold it */
     pid_t pid = fork();
     if (pid == 0) {
         signal(SIGTERM, SIG_IGN);
@@ -59,6 +62,8 @@ static int cluster_up(void)
         _exit(1);
     }
     close(fds[0]); /* the write end stays open until we exit */
+    guard_fd = fds[1];
+    guard_pid = pid;
     char cmd[400];
     snprintf(cmd, sizeof cmd, "scripts/pg.sh start %s", pg_dir);
     FILE *f = popen(cmd, "r");
@@ -564,5 +569,9 @@ int main(void)
     RUN(big_batch);
     RUN(commit_order_is_submission_order);
     RUN(reconnects_after_server_restart);
+    if (guard_fd >= 0) { /* the guardian stops the cluster now; wait for it */
+        close(guard_fd);
+        waitpid(guard_pid, NULL, 0);
+    }
     return test_summary();
 }
