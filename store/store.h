@@ -119,7 +119,8 @@ int store_commit(store *s, store_batch *b, void (*done)(void *ud, int err), void
 
 /* Queues a housekeeping transaction (a writer, ordered with the commits): deletes this node's
  * nonces and remembered replies that expired at or before now_ms, and events acked by every
- * consumer. Cheap; call every few seconds. Returns 0, -EAGAIN if down, -EBUSY if one is queued. */
+ * consumer. Cheap; call every few seconds. A housekeeping still queued is reused (with the new
+ * now_ms). Returns 0, or -EAGAIN if down. */
 int store_housekeep(store *s, int64_t now_ms);
 
 typedef struct store_stats {
@@ -133,8 +134,10 @@ typedef struct store_stats {
 } store_stats;
 void store_get_stats(const store *s, store_stats *out);
 
-/* Fails everything queued (-ECANCELED, in order), closes every connection and libuv handle, then
- * calls closed(ud) (may be NULL) from the loop and frees the store. NULL is accepted. */
+/* Closes every connection and libuv handle; when the last handle is closed, everything still
+ * pending gets -ECANCELED (in order; a batch that was already sent has an unknown outcome), then
+ * closed(ud) (may be NULL) is called and the store is freed. NULL is accepted. Drain first (wait
+ * for the last done) when the outcome of in-flight commits matters. */
 void store_close(store *s, void (*closed)(void *ud), void *ud);
 
 /* The embedded schema migrations (the source of truth is store/migrations/NNN_name.sql):
