@@ -14,6 +14,14 @@
  * Every reply is written in one WRITEABLE callback as one lws_write() of headers + body; a refusal
  * that arrives with a body (401, 404, 405) waits until the body is drained so the connection can
  * be kept alive; a 413 closes the connection instead.
+ *
+ * Pipelining (a client sends its next request before our reply) is not supported: lws 4.1 keeps
+ * re-delivering HTTP_BODY_COMPLETION of the open transaction for as long as the next request sits
+ * in its input buffer (a busy loop that starves the node), and a flow-controlled h1 connection
+ * gets no WRITEABLE. So when BODY_COMPLETION comes twice for one transaction we stop reading
+ * (lws_rx_flow_control), write this request's reply at once (tx.direct) with "Connection: close"
+ * and drop the connection; the client retries the unanswered requests on a new connection, as
+ * HTTP/1.1 requires of pipelining clients (RFC 9112 §9.3.2).
  */
 #include "voice/node_priv.h"
 
@@ -31,6 +39,8 @@ void http_tx_clear(http_tx *tx)
     memset(tx, 0, sizeof *tx);
 }
 
+static void write_direct(struct lws *wsi, http_tx *tx);
+
 void http_tx_set(struct lws *wsi, http_tx *tx, int status, const char *ctype, char *body,
                  size_t len, bool close_after)
 {
@@ -40,7 +50,10 @@ void http_tx_set(struct lws *wsi, http_tx *tx, int status, const char *ctype, ch
     tx->status = status;
     tx->ctype = ctype;
     tx->close_after = close_after;
-    lws_callback_on_writable(wsi);
+    if (tx->direct)
+        write_direct(wsi, tx);
+    else
+        lws_callback_on_writable(wsi);
 }
 
 void http_tx_error(struct lws *wsi, http_tx *tx, int status, const char *code, const char *msg,
@@ -82,6 +95,16 @@ out:
     http_tx_clear(tx);
     if (rc < 0 || close_after) return -1;
     return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+/* Outside WRITEABLE (pipelined input held back, see the top of this file): the reply goes out
+ * now with Connection: close, and the connection is dropped right after. */
+static void write_direct(struct lws *wsi, http_tx *tx)
+{
+    tx->direct = false;
+    tx->close_after = true;
+    http_tx_write(wsi, tx);
+    lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
 }
 
 /* ---- the RPC vhost ------------------------------------------------------------------------------ */
@@ -223,6 +246,16 @@ static int on_body(voice_node *n, struct lws *wsi, rpc_pss *p, const void *in, s
 
 static int on_body_done(voice_node *n, struct lws *wsi, rpc_pss *p)
 {
+    if (p->req_id || p->tx.status || p->tx.direct) {
+        /* lws re-delivers this while a pipelined request waits in its buffer: stop reading,
+         * answer this request and close (top of this file) */
+        if (!p->tx.direct) {
+            p->tx.direct = true;
+            lws_rx_flow_control(wsi, 0);
+            if (p->tx.status) write_direct(wsi, &p->tx); /* the reply was already waiting */
+        }
+        return 0;
+    }
     if (p->refused) {
         if (p->refuse_status) {
             int st = p->refuse_status;

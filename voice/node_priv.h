@@ -26,6 +26,7 @@ typedef struct http_tx {
     int status;
     const char *ctype;
     bool close_after; /* Connection: close, then drop the connection */
+    bool direct;      /* pipelined input is held back: write at once, not on WRITEABLE */
 } http_tx;
 
 /* Sets the reply (takes `body`) and asks for WRITEABLE. */

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """
-Transport edges a real gateway produces: HTTP/1.1 pipelining (two requests in one write, replies
-in order), a body split over several TCP segments, a request that stalls mid-body while others are
+Transport edges a real gateway produces: HTTP/1.1 pipelining (not supported: the first request is
+answered and the connection closed, see voice/http.c), a body split over several TCP segments, a request that stalls mid-body while others are
 served; on /events a burst of events to a reader that does not read for a while (none lost, none
 reordered) and many concurrent readers.
 """
@@ -68,44 +68,55 @@ def read_replies(sock, n, timeout=5.0):
     return out
 
 
-@case("pipelining: three requests in one write get three replies in order")
+@case("pipelining: the first request is answered with Connection: close, the connection closes, "
+      "the rest are served on a new connection; the node never stalls")
 def _():
     users = [snowflake() for _ in range(3)]
-    data = b""
+    reqs = []
     for u in users:
         h, b = req_bytes("voice.connect", {"guild_id": G, "channel_id": snowflake(), "user_id": u,
                                            "session_id": "pipe"})
-        data += h + b
+        reqs.append(h + b)
     # its own node: a node that mishandles pipelining must not take the other cases down with it
     n = start_node("--pending-timeout", "600s", name="voxd-pipelining")
-    s = socket.create_connection(("127.0.0.1", n.rpc_port))
-    first = None
-    reps = []
     try:
-        s.sendall(data)
-        reps = read_replies(s, 3)
-    except Fail as e:
-        first = str(e)
-    finally:
+        s = socket.create_connection(("127.0.0.1", n.rpc_port))
+        s.settimeout(5.0)
+        s.sendall(b"".join(reqs))
+        data = b""
+        while True:  # until the node closes the connection
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
         s.close()
-        if n.alive():
-            st = None
-            try:
-                st, _ = n.rpc("node.status", {}, timeout=3)
-            except Exception as e:
-                st = e
-            busy = ""
-            if st != 200:
-                t0 = cpu_ticks(n.pid())
-                time.sleep(1.0)  # measuring CPU use over a second for the report
-                busy = " (voxd used %d%% CPU over the next second)" % (cpu_ticks(n.pid()) - t0)
-            n.stop(timeout=5, report=True)
-            expect(st == 200, "%s; after them the node does not serve a new connection: %r%s" % (
-                first, st, busy))
-    expect(first is None, first)
-    expect([st for st, _ in reps] == [200] * 3, "statuses %s" % [st for st, _ in reps])
-    got = [r["result"]["voice_state"]["user_id"] for _, r in reps]
-    expect(got == users, "reply order %s, sent %s" % (got, users))
+        expect(data.count(b"HTTP/1.1 ") == 1, "expected exactly one reply before the close, got %r"
+               % data[:300])
+        head, _, body = data.partition(b"\r\n\r\n")
+        expect(b" 200 " in head.split(b"\r\n")[0], "first reply: %r" % head[:100])
+        expect(b"connection: close" in head.lower(), "no Connection: close in %r" % head)
+        expect(json.loads(body)["result"]["voice_state"]["user_id"] == users[0], "reply %r" % body)
+        # a pipelining client retries what was not answered, on a new connection
+        for u, r in zip(users[1:], reqs[1:]):
+            s = socket.create_connection(("127.0.0.1", n.rpc_port))
+            s.sendall(r)
+            (st, rep), = read_replies(s, 1)
+            s.close()
+            expect(st == 200 and rep["result"]["voice_state"]["user_id"] == u, "retry: %s %r" % (st, rep))
+        # each request acted once: three connections, one per user
+        for u in users:
+            st, rep = n.rpc("voice.get", {"user_id": u}, timeout=3)
+            expect(st == 200 and len(rep["result"]["voice_states"]) == 1,
+                   "user %s: %s %r" % (u, st, rep))
+        t0 = cpu_ticks(n.pid())
+        st, _ = n.rpc("node.status", {}, timeout=3)
+        expect(st == 200, "the node does not serve after a pipelining client: %r" % st)
+        # the CPU the node used while idle after it (a busy loop would show ~100 ticks here)
+        time.sleep(0.5)  # measuring CPU use over half a second, not waiting for an event
+        busy = cpu_ticks(n.pid()) - t0
+        expect(busy < 20, "voxd used %d ticks of CPU in 0.5 s while idle" % busy)
+    finally:
+        n.stop(timeout=5, report=True)
 
 
 @case("a body split over several TCP segments (headers, then 3 pieces) is served")
