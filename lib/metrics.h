@@ -36,7 +36,14 @@
     X(M_EVENTS_RETAINED, "voxd_events_retained", "gauge", "Events retained for the stream")        \
     X(M_EVENT_CLIENTS, "voxd_event_stream_clients", "gauge", "Connected /events clients")          \
     X(M_STORE_WRITES, "voxd_store_writes_total", "counter",                                        \
-      "State writes produced by the core (not persisted yet)")                                     \
+      "State writes produced by the core (committed to the database when one is configured)")    \
+    X(M_STORE_UP, "voxd_store_up", "gauge",                                                        \
+      "1 when the database is reachable and the state is loaded (1 without a database)")          \
+    X(M_STORE_QUEUE, "voxd_store_queue_depth", "gauge",                                            \
+      "Writes waiting for a commit, and requests parked while the database is unreachable")        \
+    X(M_STORE_COMMITS, "voxd_store_commits_total", "counter", "Database commits by result")        \
+    X(M_STORE_COMMIT_DURATION, "voxd_store_commit_duration_seconds", "histogram",                  \
+      "Time from sending a group commit to its COMMIT's success")                                  \
     X(M_LOOP_LAG, "voxd_loop_lag_seconds", "gauge",                                                \
       "How late the signalling loop's periodic timer fired last")                                  \
     X(M_BUILD_INFO, "voxd_build_info", "gauge", "Build information (always 1)")                    \

@@ -53,6 +53,10 @@ int ev_filter(voice_node *n, struct lws *wsi)
         LOG(LOG_WARN, "events: upgrade refused: missing or wrong bearer");
         return 1;
     }
+    if (!durable_loaded(n)) {
+        LOG(LOG_INFO, "events: upgrade refused: state still loading");
+        return 1;
+    }
     return 0;
 }
 
@@ -115,6 +119,8 @@ static int on_resume(ev_client *c, json_t *msg)
     memcpy(c->consumer, consumer, cl + 1);
     c->resumed = true;
     uint64_t first = sig_outbox_first_seq(n->outbox), last = sig_outbox_last_seq(n->outbox);
+    /* a durable node remembers the consumer (acks only move forward in the store) */
+    if (n->durable) durable_ack(n, consumer, first ? first - 1 : 0);
     uint64_t a = (uint64_t)after;
     if (a + 1 < first || a > last) {
         /* pruned already, or a seq this node never published (it restarted): re-snapshot */
@@ -149,6 +155,7 @@ static int on_message(ev_client *c, const char *text, size_t len)
             rc = fault(c, "ack before resume");
         else {
             sig_outbox_ack(c->n->outbox, c->consumer, (uint64_t)ack);
+            if (c->n->durable) durable_ack(c->n, c->consumer, (uint64_t)ack);
             rc = 0;
         }
     } else {

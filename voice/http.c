@@ -107,6 +107,8 @@ static void write_direct(struct lws *wsi, http_tx *tx)
     lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
 }
 
+static void submit(voice_node *n, struct lws *wsi, rpc_pss *p);
+
 /* ---- the RPC vhost ------------------------------------------------------------------------------ */
 
 static void pss_reset(voice_node *n, rpc_pss *p)
@@ -114,6 +116,7 @@ static void pss_reset(voice_node *n, rpc_pss *p)
     if (p->req_id) {
         hmap_delu(n->pending, p->req_id);
         sig_rpc_cancel(n->core, p->req_id);
+        durable_cancel(n, p->req_id);
         p->req_id = 0;
     }
     free(p->body);
@@ -195,8 +198,14 @@ static int on_http(voice_node *n, struct lws *wsi, rpc_pss *p, const char *path)
                         false);
             return 0;
         } else {
-            bool ready = !n->stopping;
-            char *b = xstrdup(ready ? "{\"status\":\"ready\"}" : "{\"status\":\"draining\"}");
+            bool ready = !n->stopping && durable_up(n);
+            const char *st = ready               ? "{\"status\":\"ready\"}"
+                             : n->stopping       ? "{\"status\":\"draining\"}"
+                             : durable_loaded(n) ? "{\"status\":\"degraded\",\"reason\":\"database "
+                                                   "unreachable\"}"
+                                                 : "{\"status\":\"starting\",\"reason\":\"loading "
+                                                   "state\"}";
+            char *b = xstrdup(st);
             http_tx_set(wsi, &p->tx, ready ? 200 : 503, "application/json", b, strlen(b), false);
             return 0;
         }
@@ -213,14 +222,7 @@ static int on_http(voice_node *n, struct lws *wsi, rpc_pss *p, const char *path)
     return 0;
 
 submit:
-    p->req_id = ++n->next_req;
-    hmap_putu(n->pending, p->req_id, wsi);
-    p->t0_ns = time_mono_ns();
-    sig_rpc_submit(n->core, p->req_id, p->body, p->len, time_now_ms());
-    free(p->body);
-    p->body = NULL;
-    p->len = p->cap = 0;
-    node_after_step(n);
+    submit(n, wsi, p);
     return 0;
 }
 
@@ -270,16 +272,24 @@ static int on_body_done(voice_node *n, struct lws *wsi, rpc_pss *p)
         return 0;
     }
     if (!p->authed) return 0;
+    submit(n, wsi, p);
+    return 0;
+}
+
+/* Hands a complete request to the core (or parks it while the database is down). */
+static void submit(voice_node *n, struct lws *wsi, rpc_pss *p)
+{
     p->req_id = ++n->next_req;
     hmap_putu(n->pending, p->req_id, wsi);
     p->t0_ns = time_mono_ns();
-    sig_rpc_submit(n->core, p->req_id, p->body, p->len, time_now_ms());
+    if (!durable_admit(n, p->req_id, p->body, p->len)) {
+        sig_rpc_submit(n->core, p->req_id, p->body, p->len, time_now_ms());
+        node_after_step(n);
+    }
     free(p->body);
     p->body = NULL;
     p->len = p->cap = 0;
     p->authed = false;
-    node_after_step(n);
-    return 0;
 }
 
 static int rpc_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,

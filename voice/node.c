@@ -40,6 +40,12 @@ void node_after_step(voice_node *n)
 {
     sig_effects fx;
     sig_effects_take(n->core, &fx);
+    if (n->durable) {
+        durable_take_effects(n, &fx);
+        sig_effects_free(&fx);
+        arm_tick(n);
+        return;
+    }
     n->store_writes += fx.nwrites;
     for (size_t i = 0; i < fx.nevents; i++) {
         sig_outbox_publish(n->outbox, fx.events[i]);
@@ -165,6 +171,19 @@ void node_render_metrics(voice_node *n, metrics_buf *b)
     metrics_sample(b, M_EVENT_CLIENTS, (double)n->ev_count, NULL);
     metrics_family(b, M_STORE_WRITES);
     metrics_sample(b, M_STORE_WRITES, (double)n->store_writes, NULL);
+    durable_stats_t ds;
+    durable_stats(n, &ds);
+    metrics_family(b, M_STORE_UP);
+    metrics_sample(b, M_STORE_UP, durable_up(n) ? 1 : 0, NULL);
+    metrics_family(b, M_STORE_QUEUE);
+    metrics_sample(b, M_STORE_QUEUE, (double)ds.queue_items, (const char *[]){"kind", "writes", NULL});
+    metrics_sample(b, M_STORE_QUEUE, (double)ds.parked, (const char *[]){"kind", "parked_requests", NULL});
+    metrics_family(b, M_STORE_COMMITS);
+    metrics_sample(b, M_STORE_COMMITS, (double)ds.commits, (const char *[]){"result", "ok", NULL});
+    metrics_sample(b, M_STORE_COMMITS, (double)ds.commit_errors,
+                   (const char *[]){"result", "error", NULL});
+    metrics_family(b, M_STORE_COMMIT_DURATION);
+    metrics_hist_write(b, M_STORE_COMMIT_DURATION, &ds.commit_hist, NULL);
     metrics_family(b, M_LOOP_LAG);
     metrics_sample(b, M_LOOP_LAG, n->loop_lag_s, NULL);
     metrics_family(b, M_BUILD_INFO);
@@ -232,6 +251,12 @@ static void count_foreign(uv_handle_t *h, void *arg)
 static void on_shutdown_poll(uv_timer_t *t)
 {
     voice_node *n = t->data;
+    if (n->durable && !durable_idle(n) && time_now_ms() < n->stop_deadline_ms) return;
+    if (!n->lws_destroying && n->lws) {
+        n->lws_destroying = true;
+        lws_context_destroy(n->lws);
+        return;
+    }
     if (n->lws) {
         n->foreign_handles = 0;
         uv_walk(n->loop, count_foreign, n);
@@ -245,6 +270,7 @@ static void on_shutdown_poll(uv_timer_t *t)
     close_handle(n, (uv_handle_t *)&n->sigterm);
     close_handle(n, (uv_handle_t *)&n->sigint);
     close_handle(n, (uv_handle_t *)&n->shutdown_poll);
+    durable_close(n);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -256,7 +282,9 @@ static void on_signal(uv_signal_t *s, int signum)
         hmap_size(n->pending), n->ev_count);
     uv_timer_stop(&n->tick);
     uv_timer_stop(&n->lag);
-    if (n->lws) lws_context_destroy(n->lws);
+    /* with a database, what is queued is committed first (and answered) for up to the store
+     * deadline; then lws closes every connection */
+    n->stop_deadline_ms = time_now_ms() + n->cf->store_deadline_ms;
     uv_timer_start(&n->shutdown_poll, on_shutdown_poll, 0, 10);
 }
 
@@ -362,6 +390,14 @@ voice_node *voice_node_new(uv_loop_t *loop, const conf *cf)
 
     uv_signal_start(&n->sigterm, on_signal, SIGTERM);
     uv_signal_start(&n->sigint, on_signal, SIGINT);
+    if (cf->db && *cf->db) {
+        if (durable_start(n) < 0) {
+            LOG(LOG_ERROR, "cannot use the database connection string given with --db");
+            goto fail_handles;
+        }
+    } else {
+        LOG(LOG_WARN, "no --db: state lives in memory only and does not survive a restart");
+    }
     n->lag_due_ns = uv_hrtime() + (uint64_t)LAG_INTERVAL_MS * 1000000;
     uv_timer_start(&n->lag, on_lag, LAG_INTERVAL_MS, LAG_INTERVAL_MS);
     arm_tick(n);
@@ -374,6 +410,7 @@ voice_node *voice_node_new(uv_loop_t *loop, const conf *cf)
 fail_handles:
     /* the same path as a signal: destroy lws, close our handles, let the loop run them out */
     n->stopping = true;
+    n->lws_destroying = true;
     if (n->lws) lws_context_destroy(n->lws);
     uv_timer_start(&n->shutdown_poll, on_shutdown_poll, 0, 10);
     uv_run(loop, UV_RUN_DEFAULT);

@@ -4,6 +4,7 @@
  *   http.c     the RPC vhost: /rpc, /metrics, /healthz, /readyz, and the /events upgrade
  *   events.c   the /events WebSocket (outbox readers)
  *   voicews.c  the voice vhost: /voice WebSocket
+ *   durable.c  with a database: group commit of the effects, outage handling, recovery
  * Everything runs on the loop thread.
  */
 #ifndef VOXD_NODE_PRIV_H
@@ -13,6 +14,7 @@
 #include "lib/hmap.h"
 #include "lib/metrics.h"
 #include "signalling/sig.h"
+#include "store/store.h"
 #include "voice/voice.h"
 
 #include <libwebsockets.h>
@@ -87,6 +89,8 @@ typedef struct rpc_stat {
     int ncodes;
 } rpc_stat;
 
+typedef struct durable durable;
+
 struct voice_node {
     uv_loop_t *loop;
     const conf *cf;
@@ -101,7 +105,7 @@ struct voice_node {
     uv_signal_t sigterm, sigint;
     int open_handles;
     int foreign_handles; /* scratch of the shutdown poll */
-    bool stopping;
+    bool stopping, lws_destroying;
 
     uint64_t next_req;
     hmap *pending; /* req id -> struct rpc_pss * waiting for its reply */
@@ -113,6 +117,10 @@ struct voice_node {
     /* write scratch for outbox events (LWS_PRE headroom + the event) */
     unsigned char *wbuf;
     size_t wcap;
+
+    durable *durable; /* NULL: in-memory node (no --db) */
+    uint64_t next_seq; /* durable: seq of the next event to number */
+    int64_t stop_deadline_ms;
 
     /* metrics owned by the node */
     hmap *rpc_stats; /* method name -> rpc_stat */
@@ -133,6 +141,25 @@ void node_render_metrics(struct voice_node *n, metrics_buf *buf);
 bool node_bearer_ok(struct voice_node *n, struct lws *wsi);
 /* Writes one WS text message from `data` through the shared scratch (adds LWS_PRE). */
 int node_ws_send(struct voice_node *n, struct lws *wsi, const char *data, size_t len);
+
+/* ---- durable.c ------------------------------------------------------------------------------------ */
+typedef struct durable_stats_t {
+    bool up;
+    size_t queue_items, parked;
+    uint64_t commits, commit_errors, reconnects;
+    metrics_hist commit_hist;
+} durable_stats_t;
+int durable_start(struct voice_node *n); /* --db given: connect, migrate, load, then serve */
+void durable_take_effects(struct voice_node *n, sig_effects *fx);
+void durable_ack(struct voice_node *n, const char *consumer, uint64_t seq);
+/* Parks a state-changing request while the store is down (true: parked or refused). */
+bool durable_admit(struct voice_node *n, uint64_t req, const char *body, size_t len);
+void durable_cancel(struct voice_node *n, uint64_t req);
+bool durable_loaded(const struct voice_node *n); /* true without a database */
+bool durable_up(const struct voice_node *n);     /* loaded and the database reachable */
+bool durable_idle(const struct voice_node *n);   /* nothing waiting to be committed */
+void durable_stats(const struct voice_node *n, durable_stats_t *out);
+void durable_close(struct voice_node *n); /* closes the store; counts in open_handles */
 
 extern const struct lws_protocols http_protocols[];
 extern const struct lws_protocols voicews_protocols[];

@@ -194,7 +194,7 @@ static int voice_callback(struct lws *wsi, enum lws_callback_reasons reason, voi
         if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0 ||
             strcmp(uri, "/voice") != 0)
             return 1;
-        if (n->stopping) return 1;
+        if (n->stopping || !durable_loaded(n)) return 1;
         return 0;
     case LWS_CALLBACK_ESTABLISHED: {
         http_tx_clear(&p->tx);
