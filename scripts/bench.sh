@@ -4,9 +4,11 @@
 # Starts one voxd on free loopback ports (secrets in a temp dir, pending-timeout long enough that
 # no benchmark connection is reaped), runs tests/bench/rpc_bench in both modes (update, churn) at a
 # few concurrencies for a few seconds each, prints the table and the node's CPU time per run
-# (from /proc/PID/stat), then stops voxd by its PID. Bounded: well under 2 minutes.
+# (from /proc/PID/stat), then stops voxd by its PID. Then the durable signalling benchmark
+# (scripts/bench_pg.sh: voxd --db vs pgbench on a throwaway fsync-on cluster, DURATION_PG seconds
+# per row; BENCH_PG=0 skips it). Bounded: under 3 minutes with the defaults.
 #
-#   BUILD=build DURATION=3 CONCURRENCY="1 8 32" CONNS=1000 ./scripts/bench.sh
+#   BUILD=build DURATION=3 CONCURRENCY="1 8 32" CONNS=1000 DURATION_PG=10 ./scripts/bench.sh
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -88,6 +90,8 @@ for mode in update churn; do
             row=$(echo "$row" | tail -n1)
             header=
         fi
+        # in-memory update figures, printed again beside the durable ones (bench_pg.sh)
+        [ "$mode" = update ] && echo "$row" | awk '{ print $2, $6, $7, $8 }' >>"$TMP/inmem.txt"
         printf '%s   %10s  %6s\n' "$row" "$(awk -v a="$after" -v b="$before" 'BEGIN{printf "%.2f", a-b}')" \
             "$(awk -v a="$t1" -v b="$t0" 'BEGIN{printf "%.1f", a-b}')"
     done
@@ -110,3 +114,8 @@ fi
 wait "$VOXD_PID" || code=$?
 VOXD_PID=
 echo "voxd exit code after SIGTERM: $code"
+
+if [ "${BENCH_PG:-1}" != 0 ]; then
+    BUILD="$BUILD" CONCURRENCY="$CONCURRENCY" CONNS="$CONNS" INMEM_FILE="$TMP/inmem.txt" \
+        ./scripts/bench_pg.sh
+fi
