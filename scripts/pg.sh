@@ -5,6 +5,7 @@
 #                             host=DIR port=P dbname=postgres user=postgres
 #   scripts/pg.sh crash DIR   stop it with `pg_ctl -m immediate` (like a crash); keeps the data, so
 #                             `start DIR` brings the same cluster back
+#   scripts/pg.sh halt DIR    stop it (`-m fast`) and keep the data (`make run`'s cluster)
 #   scripts/pg.sh stop DIR    stop it (`-m fast`) and remove DIR; idempotent (a missing or stopped
 #                             cluster is fine)
 #   scripts/pg.sh conninfo DIR
@@ -22,7 +23,7 @@ PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 PORT=${PG_PORT:-55432}
 FSYNC=${PG_FSYNC:-off}
 
-usage() { echo "usage: $0 start|stop|crash|conninfo DIR" >&2; exit 2; }
+usage() { echo "usage: $0 start|stop|halt|crash|conninfo DIR" >&2; exit 2; }
 [ $# -eq 2 ] || usage
 cmd=$1
 DIR=$2
@@ -52,6 +53,9 @@ start)
             start >/dev/null || { tail -20 "$DIR/server.log" >&2; exit 1; }
     fi
     conninfo
+    ;;
+halt)
+    if running; then as_pg "$PGBIN/pg_ctl" -D "$DIR/data" -m fast -w -t 60 stop >/dev/null; fi
     ;;
 crash)
     if running; then as_pg "$PGBIN/pg_ctl" -D "$DIR/data" -m immediate -w stop >/dev/null; fi

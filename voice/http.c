@@ -279,6 +279,14 @@ static int on_body_done(voice_node *n, struct lws *wsi, rpc_pss *p)
 /* Hands a complete request to the core (or parks it while the database is down). */
 static void submit(voice_node *n, struct lws *wsi, rpc_pss *p)
 {
+    if (n->stopping) { /* nothing new once shutting down: what is queued is being committed */
+        free(p->body);
+        p->body = NULL;
+        p->len = p->cap = 0;
+        p->authed = false;
+        refuse_now(n, wsi, p, 503, "NODE_DRAINING", "the node is shutting down", false);
+        return;
+    }
     p->req_id = ++n->next_req;
     hmap_putu(n->pending, p->req_id, wsi);
     p->t0_ns = time_mono_ns();

@@ -251,7 +251,17 @@ static void count_foreign(uv_handle_t *h, void *arg)
 static void on_shutdown_poll(uv_timer_t *t)
 {
     voice_node *n = t->data;
+    /* 1. what is queued for the database is committed (and answered), up to the store deadline;
+     * 2. the store closes (its libuv handles must be gone before lws counts the loop's handles);
+     * 3. lws closes every connection; 4. our own handles. */
     if (n->durable && !durable_idle(n) && time_now_ms() < n->stop_deadline_ms) return;
+    if (n->durable) {
+        if (!n->durable_closing) {
+            n->durable_closing = true;
+            durable_close(n);
+        }
+        return; /* n->durable becomes NULL once the store has closed */
+    }
     if (!n->lws_destroying && n->lws) {
         n->lws_destroying = true;
         lws_context_destroy(n->lws);
@@ -270,7 +280,6 @@ static void on_shutdown_poll(uv_timer_t *t)
     close_handle(n, (uv_handle_t *)&n->sigterm);
     close_handle(n, (uv_handle_t *)&n->sigint);
     close_handle(n, (uv_handle_t *)&n->shutdown_poll);
-    durable_close(n);
 }
 
 static void on_signal(uv_signal_t *s, int signum)

@@ -105,7 +105,7 @@ struct voice_node {
     uv_signal_t sigterm, sigint;
     int open_handles;
     int foreign_handles; /* scratch of the shutdown poll */
-    bool stopping, lws_destroying;
+    bool stopping, lws_destroying, durable_closing;
 
     uint64_t next_req;
     hmap *pending; /* req id -> struct rpc_pss * waiting for its reply */
