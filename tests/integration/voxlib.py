@@ -16,6 +16,7 @@ lines as tests/unit/test.h; run-all.sh counts them. Use /usr/bin/python3 (python
 
 import atexit
 import base64
+import copy
 import hashlib
 import hmac
 import http.client
@@ -93,9 +94,30 @@ def case(name):
     return run
 
 
+_finishers = []
+
+
+def on_finish(fn):
+    """Registers fn() to run when the script ends (finish() or atexit), after every node has
+    stopped: pglib stops its Postgres clusters this way (finish() ends with os._exit, which skips
+    atexit handlers)."""
+    _finishers.append(fn)
+
+
+def _run_finishers():
+    while _finishers:
+        fn = _finishers.pop()
+        try:
+            fn()
+        except Exception as e:
+            not_ok("cleanup", e)
+
+
 def finish():
-    """Ends the script: stops every node, exit status 1 if anything failed."""
+    """Ends the script: stops every node (then runs on_finish hooks), exit status 1 if anything
+    failed."""
     _stop_all()
+    _run_finishers()
     sys.stdout.flush()
     os._exit(1 if _results["fail"] else 0)
 
@@ -192,14 +214,20 @@ def _stop_all():
             not_ok("voxd-stop", e)
 
 
-atexit.register(_stop_all)
+def _at_exit():
+    _stop_all()
+    _run_finishers()
+
+
+atexit.register(_at_exit)
 
 
 class Voxd:
     """One voxd process on free loopback ports. Voxd(args=[...]).start()."""
 
-    def __init__(self, args=(), node_id="voxd-test", env_secrets=False, name=None):
-        self.args = list(args)
+    def __init__(self, args=(), node_id="voxd-test", env_secrets=False, name=None, db=None):
+        self.args = list(args) + (["--db", db] if db else [])
+        self.db = db
         self.node_id = node_id
         self.env_secrets = env_secrets
         self.name = name or "voxd%d" % (len(_nodes) + 1)
@@ -281,6 +309,28 @@ class Voxd:
         if self.proc and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+
+    def kill9(self):
+        """SIGKILL by PID (a crash): no clean exit is expected or reported."""
+        if self in _nodes:
+            _nodes.remove(self)
+        if self._conn:
+            self._conn.close()
+            self._conn = None
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        if self.proc:
+            self.exit_code = self.proc.wait()
+        try:
+            self.logf.close()
+        except Exception:
+            pass
+
+    def client(self):
+        """A second handle on this node with its own keep-alive /rpc connection (for a thread)."""
+        c = copy.copy(self)
+        c._conn = None
+        return c
 
     def stop(self, timeout=10.0, report=False):
         """SIGTERM by PID, wait (bounded) for the exit; SIGKILL as a fallback. Returns the exit
@@ -519,7 +569,8 @@ class VoiceClient:
 
 
 def start_node(*args, **kw):
-    """Starts a node or ends the script with one `not ok` naming why."""
+    """Starts a node or ends the script with one `not ok` naming why. db="<conninfo>" runs it
+    durable (--db); see pglib.py for a throwaway cluster."""
     try:
         return Voxd(args, **kw).start()
     except Exception as e:
