@@ -383,7 +383,4 @@ for rnd in range(1, ROUNDS + 1):
 
 reader.stop.set()
 reader.join(5)
-# a durable node does not exit on SIGTERM yet (test_durable_migrations.py proves it once): this
-# crash test ends its last node the way it ended every other one
-node.kill9()
 finish()
