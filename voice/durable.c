@@ -50,6 +50,7 @@ typedef struct dreply {
     const char *method;
     char *body; /* NULL once answered (503 after the deadline) */
     size_t len;
+    int64_t at_ms; /* when the step ran: its deadline counts from here */
 } dreply;
 
 typedef struct dbatch {
@@ -281,7 +282,7 @@ void durable_take_effects(voice_node *n, sig_effects *fx)
     for (size_t i = 0; i < fx->nreplies; i++) {
         sig_reply *r = &fx->replies[i];
         dreply dr = {.req = r->req, .status = r->status, .method = r->method, .body = r->body,
-                     .len = r->len};
+                     .len = r->len, .at_ms = time_now_ms()};
         r->body = NULL;
         if (!b) {
             send_reply(n, &dr);
@@ -386,9 +387,9 @@ static void on_timer(uv_timer_t *t)
     int64_t now = time_now_ms(), deadline = n->cf->store_deadline_ms;
     /* replies and parked requests past the deadline: 503, nothing reported done */
     for (dbatch *b = d->head; b; b = b->next) {
-        if (now - b->born_ms < deadline) break;
+        if (now - b->born_ms < deadline) break; /* no reply in it is older than the batch */
         for (size_t i = 0; i < b->nreplies; i++) {
-            if (!b->replies[i].body) continue;
+            if (!b->replies[i].body || now - b->replies[i].at_ms < deadline) continue;
             free(b->replies[i].body);
             b->replies[i].body = NULL;
             send_unavailable(n, b->replies[i].req, b->replies[i].method,
