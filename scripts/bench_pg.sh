@@ -107,7 +107,7 @@ psql_q -c "CREATE TABLE bench_voice_state (key text PRIMARY KEY, data jsonb NOT 
 install -o "$(stat -c %U "$PGDIR")" -m 600 tests/bench/pgbench_upsert.sql "$PGDIR/pgbench_upsert.sql"
 
 declare -A PGB_TPS PGB_LAT PGB_P50 PGB_P99 PGB_CPU PGB_FAIL
-declare -A VX_RPS VX_P50 VX_P99 VX_ERR VX_CPU VX_PGCPU VX_CPS VX_WPC VX_CMS
+declare -A VX_RPS VX_P50 VX_P99 VX_ERR VX_CPU VX_PGCPU VX_CPS VX_WPC VX_CMS VX_BUSY
 
 echo
 echo "== durable signalling: PostgreSQL $PG_VERSION, fsync on, ${DURATION_PG}s per row"
@@ -138,7 +138,7 @@ RPC_PORT=$(free_port)
 VOICE_PORT=$(free_port)
 "$VOXD" --rpc-listen "127.0.0.1:$RPC_PORT" --voice-listen "127.0.0.1:$VOICE_PORT" \
     --rpc-secret-file "$TMP/rpc.secret" --token-secret-file "$TMP/token.secret" \
-    --node-id bench-durable --log-level warn --pending-timeout 3600s --events-retention 100000 \
+    --node-id bench-durable --log-level info --pending-timeout 3600s --events-retention 100000 \
     --db "$CONNINFO" >"$TMP/voxd.log" 2>&1 &
 VOXD_PID=$!
 for _ in $(seq 200); do
@@ -161,9 +161,10 @@ for c in $CONCURRENCY; do
     read -r _ _ _ _ _ VX_RPS[$c] VX_P50[$c] VX_P99[$c] _ VX_ERR[$c] <<<"$row"
     VX_CPU[$c]=$(sub "$v1" "$v0")
     VX_PGCPU[$c]=$(sub "$p1" "$p0")
-    read -r VX_CPS[$c] VX_WPC[$c] VX_CMS[$c] < <(awk -v a="$m0" -v b="$m1" -v t0="$t0" -v t1="$t1" 'BEGIN {
+    # commits/s, writes per commit, mean commit ms, share of the run with a commit in flight
+    read -r VX_CPS[$c] VX_WPC[$c] VX_CMS[$c] VX_BUSY[$c] < <(awk -v a="$m0" -v b="$m1" -v t0="$t0" -v t1="$t1" 'BEGIN {
         split(a, x, " "); split(b, y, " "); c = y[1] - x[1]; w = y[2] - x[2]; s = y[3] - x[3];
-        printf "%.0f %.1f %.3f\n", c / (t1 - t0), c ? w / c : 0, c ? 1000 * s / c : 0 }')
+        printf "%.0f %.1f %.3f %.0f%%\n", c / (t1 - t0), c ? w / c : 0, c ? 1000 * s / c : 0, 100 * s / (t1 - t0) }')
 done
 
 # ---- table ----------------------------------------------------------------------------------------
@@ -181,17 +182,18 @@ echo "pgbench: one INSERT .. ON CONFLICT DO UPDATE per transaction, $KEYS keys (
 echo "voxd:    rpc_bench update (voice.update over $CONNS connections), --db on the same cluster; reply after COMMIT"
 echo "load generators (pgbench, rpc_bench) share the machine's cores with the servers"
 echo
-printf '%-8s | %9s %8s %8s %8s %6s | %9s %8s %8s %7s %7s %7s %6s %7s | %7s | %9s %7s\n' \
+printf '%-8s | %9s %8s %8s %8s %6s | %9s %8s %8s %7s %7s %7s %6s %6s %7s %5s | %7s | %9s %7s\n' \
     clients pgb_tps pgb_avg pgb_p50 pgb_p99 pg_cpu \
-    vx_upd/s vx_p50 vx_p99 vx_err vx_cpu pg_cpu wr/cmt cmt_ms \
+    vx_upd/s vx_p50 vx_p99 vx_err vx_cpu pg_cpu cmt/s wr/cmt cmt_ms busy \
     vx/pgb mem_upd/s mem_p99
 best_pgb=0; best_pgb_c=; best_vx=0; best_vx_c=
 for c in $CONCURRENCY; do
-    printf '%-8s | %9s %8s %8s %8s %6s | %9s %8s %8s %7s %7s %7s %6s %7s | %7s | %9s %7s\n' "$c" \
+    printf '%-8s | %9s %8s %8s %8s %6s | %9s %8s %8s %7s %7s %7s %6s %6s %7s %5s | %7s | %9s %7s\n' "$c" \
         "$(fmt "${PGB_TPS[$c]:-0}" %.0f)" "${PGB_LAT[$c]:--}" "${PGB_P50[$c]:--}" "${PGB_P99[$c]:--}" \
         "${PGB_CPU[$c]:--}" \
         "${VX_RPS[$c]:--}" "${VX_P50[$c]:--}" "${VX_P99[$c]:--}" "${VX_ERR[$c]:--}" \
-        "${VX_CPU[$c]:--}" "${VX_PGCPU[$c]:--}" "${VX_WPC[$c]:--}" "${VX_CMS[$c]:--}" \
+        "${VX_CPU[$c]:--}" "${VX_PGCPU[$c]:--}" "${VX_CPS[$c]:--}" "${VX_WPC[$c]:--}" "${VX_CMS[$c]:--}" \
+        "${VX_BUSY[$c]:--}" \
         "$(ratio "${VX_RPS[$c]:-0}" "${PGB_TPS[$c]:-0}")" "${IM_RPS[$c]:--}" "${IM_P99[$c]:--}"
     if awk -v a="${PGB_TPS[$c]:-0}" -v b="$best_pgb" 'BEGIN { exit !(a > b) }'; then best_pgb=${PGB_TPS[$c]}; best_pgb_c=$c; fi
     if awk -v a="${VX_RPS[$c]:-0}" -v b="$best_vx" 'BEGIN { exit !(a > b) }'; then best_vx=${VX_RPS[$c]}; best_vx_c=$c; fi
@@ -199,14 +201,16 @@ done
 echo
 echo "best vs best: voxd $(fmt "$best_vx" %.0f)/s (c=$best_vx_c) / pgbench $(fmt "$best_pgb" %.0f) tps (c=$best_pgb_c) = $(ratio "$best_vx" "$best_pgb")x   (floor 3x, target 10x)"
 echo "columns: latencies in ms; *_cpu = CPU seconds during the row (pg_cpu: whole cluster);"
-echo "         wr/cmt = voxd writes per group commit, cmt_ms = mean commit time (voxd /metrics,"
-echo "         whole rpc_bench run incl. its voice.connect setup); mem_* = in-memory voxd (no --db) above"
+echo "         cmt/s, wr/cmt (voxd writes per group commit), cmt_ms (mean commit time), busy (share of"
+echo "         the run with a commit in flight; voxd keeps at most one) from voxd /metrics over the whole"
+echo "         rpc_bench run incl. its voice.connect setup; mem_* = in-memory voxd (no --db) above"
 
 ts=$(date +%s.%N)
 kill -TERM "$VOXD_PID"
 for _ in $(seq 200); do kill -0 "$VOXD_PID" 2>/dev/null || break; sleep 0.05; done
 if kill -0 "$VOXD_PID" 2>/dev/null; then
-    echo "voxd (durable) did not exit within 10s of SIGTERM; killing it"
+    echo "voxd (durable) did not exit within 10s of SIGTERM; killing it. Its log's tail:"
+    tail -n 5 "$TMP/voxd.log" | sed 's/^/    /'
     kill -KILL "$VOXD_PID"
 fi
 code=0
