@@ -147,7 +147,7 @@ class Workload(threading.Thread):
             i += 1
             method, params, touched, creates = self.pick()
             rid = "crash-%d-%d-%d" % (SEED, self.rnd, i)
-            self.inflight = (touched, creates, rid)
+            self.inflight = (touched, creates, rid, method, params)
             try:
                 self.sent += 1
                 st, body = self.cli.rpc(method, params, request_id=rid, timeout=10)
@@ -288,6 +288,42 @@ for rnd in range(1, ROUNDS + 1):
         if len(unknown) > (1 if maybe_new else 0):
             bad.append("connections nobody was told about: %s" % unknown)
         expect(not bad, "; ".join(bad[:5]) + (" (%d problems)" % len(bad) if len(bad) > 5 else ""))
+
+    if w.inflight:
+        @case("round %d: the request in flight at the kill (%s), retried with its request_id, is "
+              "applied exactly once" % (rnd, w.inflight[3]))
+        def _():
+            touched, _creates, rid, method, params = w.inflight
+            before = {}
+            for k in touched:
+                st, body = node.rpc("voice.get", {"connection_id": k})
+                before[k] = body["result"]["voice_states"][0] if st == 200 and \
+                    body["result"]["voice_states"] else None
+            st, body = node.rpc(method, params, request_id=rid)
+            expect(st < 500, "retry -> %s %s" % (st, body))
+            st2, body2 = node.rpc(method, params, request_id=rid)
+            expect((st2, body2) == (st, body), "second retry -> %s %s, first %s %s" % (
+                st2, body2, st, body))
+            if st != 200:
+                return
+            if method == "call.create":
+                calls[params["channel_id"]] = params["recipients"]
+            old = {k: dict(conns[k]) for k in touched}
+            record(rid, method, params, body)
+            for k in touched:
+                st, got = node.rpc("voice.get", {"connection_id": k})
+                now = got["result"]["voice_states"][0]["version"] if st == 200 and \
+                    got["result"]["voice_states"] else None
+                want = conns[k]["version"] if conns[k]["alive"] else None
+                expect(now == want, "%s after the retry: version %s, reply says %s" % (k, now, want))
+                if method in ("voice.update", "voice.move", "voice.disconnect"):
+                    expect(conns[k]["version"] == old[k]["version"] + 1,
+                           "%s: acknowledged v%d before, retry reply v%d (before the retry: %s)" % (
+                               k, old[k]["version"], conns[k]["version"],
+                               before[k] and before[k]["version"]))
+            got = node.rpc_ok("voice.get", {"guild_id": G})["voice_states"]
+            unknown = [vs["connection_id"] for vs in got if vs["connection_id"] not in conns]
+            expect(not unknown, "connections nobody was told about after the retry: %s" % unknown)
 
     @case("round %d: replaying all %d acknowledged request_ids returns the same replies" % (
         rnd, len(acked)))
