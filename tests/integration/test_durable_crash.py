@@ -63,6 +63,7 @@ USERS = [snowflake() for _ in range(20)]
 conns = {}     # connection_id -> {"user", "guild", "channel", "version", "alive", "self_mute"}
 calls = {}     # DM channel -> recipients
 acked = []     # (request_id, method, params, body) of every 200 reply
+refusals = []  # (request_id, method, params, status, body) of every method error (remembered too)
 events = {}    # seq -> event, everything the consumer ever received (all rounds)
 
 
@@ -158,6 +159,7 @@ class Workload(threading.Thread):
                 code = body.get("error", {}).get("code") if isinstance(body, dict) else body
                 key = "%s %s" % (st, code)
                 self.refused[key] = self.refused.get(key, 0) + 1
+                refusals.append((rid, method, params, st, body))
             if st == 200:
                 self.ok += 1
                 if method == "call.create":
@@ -334,6 +336,17 @@ for rnd in range(1, ROUNDS + 1):
             if st != 200 or again != body:
                 bad.append("%s %s: %s %s, first %s" % (rid, method, st, str(again)[:200],
                                                        str(body)[:200]))
+        expect(not bad, "%d differ: %s" % (len(bad), "; ".join(bad[:3])))
+
+    @case("round %d: replaying all %d refused request_ids returns the same refusals" % (
+        rnd, len(refusals)))
+    def _():
+        bad = []
+        for rid, method, params, st0, body in refusals:
+            st, again = node.rpc(method, params, request_id=rid)
+            if st != st0 or again != body:
+                bad.append("%s %s: %s %s, first %s %s" % (rid, method, st, str(again)[:200], st0,
+                                                          str(body)[:200]))
         expect(not bad, "%d differ: %s" % (len(bad), "; ".join(bad[:3])))
 
     ec = EventClient(node, CONSUMER)

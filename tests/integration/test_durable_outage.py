@@ -27,8 +27,8 @@ WORKERS = 3
 CONNS_PER_WORKER = 6
 
 pg = pglib.cluster()
-node = start_node("--pending-timeout", "600s", "--store-deadline", "1s", db=pg.conninfo,
-                  name="voxd")
+node = start_node("--pending-timeout", "600s", "--store-deadline", "1s", "--ring-timeout", "1s",
+                  db=pg.conninfo, name="voxd")
 PID = node.pid()
 S = {}
 G = snowflake()
@@ -58,6 +58,8 @@ class Reader(threading.Thread):
             m = self.ec.recv(0.2)
             if m is None:
                 continue
+            if isinstance(m, dict):
+                m["_t"] = time.monotonic()  # arrival (not part of the event)
             if isinstance(m, tuple) or "seq" not in m:
                 self.faults.append("unexpected %r" % (m,))
                 return
@@ -332,6 +334,51 @@ def _():
            "uptime %ss, Postgres crashed %.1fs ago" % (st["uptime_seconds"],
                                                        time.monotonic() - t_crash))
     print("# node.status health during the outage: %r" % S.get("status", {}).get("health"))
+
+
+# ---- a graceful Postgres shutdown (pg_ctl -m fast) while a ring timer runs out -------------------------
+@case("pg_ctl -m fast stop: a ring that expires during the outage is published only after the "
+      "commit, and the call is gone")
+def _():
+    ch, caller, callee = snowflake(), snowflake(), snowflake()
+    node.rpc_ok("call.create", {"channel_id": ch, "message_id": snowflake(), "caller_id": caller,
+                                "recipients": [caller, callee]}, request_id="ring-call")
+    t0 = time.monotonic()
+    pg.halt()
+    t_down = time.monotonic()
+    wait_until(lambda: pglib.readyz(node)[0] == 503, 5, 0.02, "/readyz 503 after pg_ctl -m fast")
+    t = time.monotonic()
+    st, body = node.rpc("voice.update", {"connection_id": S["main_conn"],
+                                         "user_id": conns[S["main_conn"]]["user"],
+                                         "self_video": True}, request_id="fast-1")
+    dt = time.monotonic() - t
+    expect(st == 503 and body.get("error", {}).get("code") == "STORE_UNAVAILABLE" and
+           DEADLINE_S - 0.1 <= dt <= DEADLINE_S + 1.0, "voice.update -> %s %s after %.2fs" % (
+               st, body, dt))
+    # the ring (1s) ran out during the outage (nothing to await: the event must NOT come yet)
+    time.sleep(max(0.0, 1.5 - (time.monotonic() - t0)))
+    pg.start()
+    t_up = time.monotonic()
+    wait_until(lambda: pglib.readyz(node)[0] == 200, 15, 0.05, "/readyz 200 after pg start")
+
+    def ended():
+        return [m for m in list(events.values()) if m["event"] == "CALL_DELETE" and
+                m["data"].get("channel_id") == ch]
+
+    got = wait_until(ended, 5, 0.02, "CALL_DELETE of the call whose ring ran out")
+    expect(got[0]["_t"] >= t_up, "CALL_DELETE published %.2fs before Postgres was back (down at "
+           "+%.2fs, back at +%.2fs after call.create)" % (t_up - got[0]["_t"], t_down - t0, t_up - t0))
+    node.rpc_err("call.get", {"channel_id": ch}, 404, "CALL_NOT_FOUND")
+    # the 503'd change, retried, is applied once
+    r = node.rpc_ok("voice.update", {"connection_id": S["main_conn"],
+                                     "user_id": conns[S["main_conn"]]["user"], "self_video": True},
+                    request_id="fast-1")
+    expect(r["changed"] and r["voice_state"]["version"] == conns[S["main_conn"]]["version"] + 1,
+           "retry %s, acknowledged v%d before" % (r, conns[S["main_conn"]]["version"]))
+    rows = pg.sql("SELECT count(*) FROM voxd_calls WHERE key = '%s'" % ch)
+    expect(rows == [["0"]], "voxd_calls still holds the ended call: %s" % rows)
+    expect(not reader.faults, "stream faults: %s" % reader.faults[:3])
+    expect(node.alive() and node.pid() == PID, "the node was restarted")
 
 
 reader.stop.set()
