@@ -381,6 +381,40 @@ def _():
     expect(node.alive() and node.pid() == PID, "the node was restarted")
 
 
+# ---- the node itself dies during an outage ----------------------------------------------------------
+@case("kill -9 during an outage: the 503'd change was not committed; after a restart its retry "
+      "applies it once, and the stream has no event of it")
+def _():
+    k = S["main_conn"]
+    got = node.rpc_ok("voice.get", {"connection_id": k})["voice_states"][0]
+    v = got["version"]
+    wait_until(lambda: len(events) and max(events) == node.last_seq(), 5, 0.02,
+               "the reader to catch up")
+    last = max(events)
+    reader.stop.set()
+    reader.join(5)
+    pg.crash()
+    p = {"connection_id": k, "user_id": got["user_id"], "self_stream": not got["self_stream"]}
+    st, body = node.rpc("voice.update", p, request_id="lost-1")
+    expect(st == 503, "voice.update during the outage -> %s %s" % (st, body))
+    node.kill9()
+    pg.start()
+    n2 = start_node("--pending-timeout", "600s", "--store-deadline", "1s", db=pg.conninfo,
+                    name="voxd-after-kill")
+    wait_until(lambda: pglib.readyz(n2)[0] == 200, 15, 0.02, "/readyz 200 after the restart")
+    now = n2.rpc_ok("voice.get", {"connection_id": k})["voice_states"][0]
+    expect(now == got, "after the restart %s, acknowledged %s" % (now, got))
+    ec = EventClient(n2, "gw-outage")
+    expect(ec.hello["last_seq"] == last, "hello %s, last event before the outage %d" % (
+        ec.hello, last))
+    ec.close()
+    r = n2.rpc_ok("voice.update", p, request_id="lost-1")
+    expect(r["changed"] and r["voice_state"]["version"] == v + 1,
+           "retry -> %s, acknowledged v%d before" % (r, v))
+    r2 = n2.rpc_ok("voice.update", p, request_id="lost-1")
+    expect(r2 == r, "second retry %s, first %s" % (r2, r))
+
+
 reader.stop.set()
 reader.join(5)
 finish()
