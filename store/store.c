@@ -56,18 +56,20 @@ enum {
     Q_BEGIN = 100, Q_BEGIN_RO, Q_COMMIT, Q_ROLLBACK,
 };
 
-#define UPSERT(t, extra_col, extra_val, extra_set)                                                 \
-    "INSERT INTO " t " (node_id, key, " extra_col "data) SELECT $1, k, " extra_val                 \
-    "d FROM unnest($2::text[], $3::jsonb[]) AS t(k, d) ON CONFLICT (node_id, key) DO UPDATE SET "  \
-    extra_set "data = EXCLUDED.data"
+/* Rows travel as binary arrays (store_abuf): keys and rows text[], plus for voice states and
+ * nonces the integer that also has its own column, taken from the row by the node (bigint[]). */
+#define UPSERT(t, extra_col, extra_arr, extra_set)                                                 \
+    "INSERT INTO " t " (node_id, key, data" extra_col ") SELECT $1, k, d" extra_col " FROM "       \
+    "unnest($2::text[], $3::text[]" extra_arr ") ON CONFLICT (node_id, key) DO UPDATE SET "      \
+    "data = EXCLUDED.data" extra_set
 
 static const char *const stmt_sql[Q__N] = {
-    [Q_PUT_CONN] = UPSERT("voxd_voice_states", "version, ", "coalesce((d->>'version')::bigint, 0), ",
-                          "version = EXCLUDED.version, "),
-    [Q_PUT_CALL] = UPSERT("voxd_calls", "", "", ""),
-    [Q_PUT_NONCE] = UPSERT("voxd_nonces", "exp_ms, ", "coalesce((d->>'exp')::bigint, 0), ",
-                           "exp_ms = EXCLUDED.exp_ms, "),
-    [Q_PUT_SERVER] = UPSERT("voxd_server_state", "", "", ""),
+    [Q_PUT_CONN] = UPSERT("voxd_voice_states", ", version", ", $4::bigint[]) AS t(k, d, version",
+                          ", version = EXCLUDED.version"),
+    [Q_PUT_CALL] = UPSERT("voxd_calls", "", ") AS t(k, d", ""),
+    [Q_PUT_NONCE] = UPSERT("voxd_nonces", ", exp_ms", ", $4::bigint[]) AS t(k, d, exp_ms",
+                           ", exp_ms = EXCLUDED.exp_ms"),
+    [Q_PUT_SERVER] = UPSERT("voxd_server_state", "", ") AS t(k, d", ""),
     [Q_DEL_CONN] = "DELETE FROM voxd_voice_states WHERE node_id = $1 AND key = ANY($2::text[])",
     [Q_DEL_CALL] = "DELETE FROM voxd_calls WHERE node_id = $1 AND key = ANY($2::text[])",
     [Q_DEL_NONCE] = "DELETE FROM voxd_nonces WHERE node_id = $1 AND key = ANY($2::text[])",
@@ -92,10 +94,10 @@ static const char *const stmt_sql[Q__N] = {
                 "(SELECT min(acked) FROM voxd_consumers WHERE node_id = $1)",
     [Q_HK_NONCES] = "DELETE FROM voxd_nonces WHERE node_id = $1 AND exp_ms <= $2::bigint",
     [Q_HK_REQ] = "DELETE FROM voxd_requests WHERE node_id = $1 AND expires_ms <= $2::bigint",
-    [Q_L_CONN] = "SELECT key, data::text FROM voxd_voice_states WHERE node_id = $1",
-    [Q_L_CALL] = "SELECT key, data::text FROM voxd_calls WHERE node_id = $1",
-    [Q_L_NONCE] = "SELECT key, data::text FROM voxd_nonces WHERE node_id = $1",
-    [Q_L_SERVER] = "SELECT key, data::text FROM voxd_server_state WHERE node_id = $1",
+    [Q_L_CONN] = "SELECT key, data FROM voxd_voice_states WHERE node_id = $1",
+    [Q_L_CALL] = "SELECT key, data FROM voxd_calls WHERE node_id = $1",
+    [Q_L_NONCE] = "SELECT key, data FROM voxd_nonces WHERE node_id = $1",
+    [Q_L_SERVER] = "SELECT key, data FROM voxd_server_state WHERE node_id = $1",
     [Q_L_REQ] = "SELECT request_id, encode(fingerprint, 'hex'), status, method, body, expires_ms "
                 "FROM voxd_requests WHERE node_id = $1",
     [Q_L_CONSUMER] = "SELECT name, acked FROM voxd_consumers WHERE node_id = $1",
@@ -593,7 +595,9 @@ static void setup_pump(pconn *c)
 
 /* ---- pipeline jobs ---------------------------------------------------------------------------- */
 
-static bool send_q(pconn *c, job *j, int q, const char *const *vals, int n)
+/* Sends query q with n parameters; lens/fmts NULL = all text. */
+static bool send_qf(pconn *c, job *j, int q, const char *const *vals, const int *lens,
+                    const int *fmts, int n)
 {
     int ok;
     if (q >= Q_BEGIN) {
@@ -603,7 +607,7 @@ static bool send_q(pconn *c, job *j, int q, const char *const *vals, int n)
                                             : "ROLLBACK";
         ok = PQsendQueryParams(c->pg, sql, 0, NULL, NULL, NULL, NULL, 0);
     } else {
-        ok = PQsendQueryPrepared(c->pg, qname(q), n, vals, NULL, NULL, 0);
+        ok = PQsendQueryPrepared(c->pg, qname(q), n, vals, lens, fmts, 0);
     }
     if (!ok) {
         LOGC(LOG_ERROR, CTX, "connection %d: send failed: %s", c->idx, PQerrorMessage(c->pg));
@@ -613,110 +617,114 @@ static bool send_q(pconn *c, job *j, int q, const char *const *vals, int n)
     return true;
 }
 
+static bool send_q(pconn *c, job *j, int q, const char *const *vals, int n)
+{
+    return send_qf(c, j, q, vals, NULL, NULL, n);
+}
+
+/* Sends prepared q with $1 = the node id (text) and $2.. = the arrays (binary). */
+static bool send_qa(pconn *c, job *j, int q, store_abuf *const *arr, int narr)
+{
+    const char *v[8] = {c->s->node_id};
+    int len[8] = {0}, fmt[8] = {0};
+    for (int i = 0; i < narr && i < 7; i++) {
+        v[1 + i] = arr[i]->p;
+        len[1 + i] = (int)arr[i]->n;
+        fmt[1 + i] = 1;
+    }
+    return send_qf(c, j, q, v, len, fmt, 1 + narr);
+}
+
+/* The integer a row also keeps in its own column (voice state "version", nonce "exp"). */
+static int64_t row_int(int kind, const json_t *row)
+{
+    const char *f = kind == STORE_CONN ? "version" : kind == STORE_NONCE ? "exp" : NULL;
+    return f ? (int64_t)json_integer_value(json_object_get(row, f)) : 0;
+}
+
 static bool send_commit(pconn *c, job *j)
 {
     store *s = c->s;
     store_batch *b = j->batch;
-    store_sbuf a[7] = {{0}};
-    const char *v[7] = {s->node_id};
+    store_abuf a[7] = {{0}};
     bool ok = send_q(c, j, Q_BEGIN, NULL, 0);
     for (int k = 0; ok && k < STORE_NPUT; k++) {
-        /* puts: keys + rows; deletes: keys */
-        store_arr_begin(&a[0]);
-        store_arr_begin(&a[1]);
-        store_arr_begin(&a[2]);
-        size_t nput = 0, ndel = 0;
+        /* puts: keys, rows (and their integer column); deletes: keys */
+        bool num = k == STORE_CONN || k == STORE_NONCE;
+        store_arr_begin(&a[0], STORE_OID_TEXT);
+        store_arr_begin(&a[1], STORE_OID_TEXT);
+        store_arr_begin(&a[2], STORE_OID_INT8);
+        store_arr_begin(&a[3], STORE_OID_TEXT);
         for (size_t i = 0; i < b->put[k].n; i++) {
             store_put *p = &b->put[k].v[i];
             if (p->row) {
-                char *txt = json_dumps(p->row, JSON_COMPACT | JSON_ENCODE_ANY);
-                if (!txt) abort();
                 store_arr_str(&a[0], p->key);
-                store_arr_str(&a[1], txt);
-                free(txt);
-                nput++;
+                store_arr_json(&a[1], p->row);
+                if (num) store_arr_i64(&a[2], row_int(k, p->row));
             } else {
-                store_arr_str(&a[2], p->key);
-                ndel++;
+                store_arr_str(&a[3], p->key);
             }
         }
-        store_arr_end(&a[0]);
-        store_arr_end(&a[1]);
-        store_arr_end(&a[2]);
-        if (nput) {
-            v[1] = a[0].p;
-            v[2] = a[1].p;
-            ok = send_q(c, j, Q_PUT_CONN + k, v, 3);
-        }
-        if (ok && ndel) {
-            v[1] = a[2].p;
-            ok = send_q(c, j, Q_DEL_CONN + k, v, 2);
-        }
+        for (int i = 0; i < 4; i++) store_arr_end(&a[i]);
+        if (a[0].nelem) ok = send_qa(c, j, Q_PUT_CONN + k, (store_abuf *[]){&a[0], &a[1], &a[2]},
+                                     num ? 3 : 2);
+        if (ok && a[3].nelem) ok = send_qa(c, j, Q_DEL_CONN + k, (store_abuf *[]){&a[3]}, 1);
     }
     if (ok && b->nreq) {
-        for (int i = 0; i < 7; i++) store_arr_begin(&a[i]);
-        size_t nput = 0, ndel = 0;
+        static const uint32_t oids[7] = {STORE_OID_TEXT, STORE_OID_BYTEA, STORE_OID_INT4,
+                                         STORE_OID_TEXT, STORE_OID_TEXT,  STORE_OID_INT8,
+                                         STORE_OID_TEXT};
+        for (int i = 0; i < 7; i++) store_arr_begin(&a[i], oids[i]);
         for (size_t i = 0; i < b->nreq; i++) {
             store_req *r = &b->req[i];
             if (!r->body) {
                 store_arr_str(&a[6], r->id);
-                ndel++;
                 continue;
             }
-            char hex[2 + 64 + 1] = "\\x";
-            for (int k = 0; k < 32; k++) snprintf(hex + 2 + 2 * k, 3, "%02x", r->fp[k]);
             store_arr_str(&a[0], r->id);
-            store_arr_str(&a[1], hex);
-            store_arr_i64(&a[2], r->status);
+            store_arr_bytes(&a[1], r->fp, sizeof r->fp);
+            store_arr_i32(&a[2], r->status);
             store_arr_str(&a[3], r->method);
             store_arr_str(&a[4], r->body);
             store_arr_i64(&a[5], r->expires_ms);
-            nput++;
         }
         for (int i = 0; i < 7; i++) store_arr_end(&a[i]);
-        if (nput) {
-            for (int i = 0; i < 6; i++) v[1 + i] = a[i].p;
-            ok = send_q(c, j, Q_REQ_PUT, v, 7);
-        }
-        if (ok && ndel) {
-            v[1] = a[6].p;
-            ok = send_q(c, j, Q_REQ_DEL, v, 2);
-        }
+        if (a[0].nelem)
+            ok = send_qa(c, j, Q_REQ_PUT,
+                         (store_abuf *[]){&a[0], &a[1], &a[2], &a[3], &a[4], &a[5]}, 6);
+        if (ok && a[6].nelem) ok = send_qa(c, j, Q_REQ_DEL, (store_abuf *[]){&a[6]}, 1);
     }
     if (ok && b->nev) {
-        store_arr_begin(&a[0]);
-        store_arr_begin(&a[1]);
+        store_arr_begin(&a[0], STORE_OID_INT8);
+        store_arr_begin(&a[1], STORE_OID_TEXT);
         for (size_t i = 0; i < b->nev; i++) {
-            store_arr_u64(&a[0], b->ev[i].seq);
+            store_arr_i64(&a[0], (int64_t)b->ev[i].seq);
             store_arr_str(&a[1], b->ev[i].text);
         }
         store_arr_end(&a[0]);
         store_arr_end(&a[1]);
-        v[1] = a[0].p;
-        v[2] = a[1].p;
-        ok = send_q(c, j, Q_EVENTS, v, 3);
+        ok = send_qa(c, j, Q_EVENTS, (store_abuf *[]){&a[0], &a[1]}, 2);
     }
     char seq[24];
+    const char *v[2] = {s->node_id, seq};
     if (ok && b->last_seq) {
         snprintf(seq, sizeof seq, "%" PRIu64, b->last_seq);
-        v[1] = seq;
         ok = send_q(c, j, Q_META, v, 2);
     }
     if (ok && b->nack) {
-        store_arr_begin(&a[0]);
-        store_arr_begin(&a[1]);
+        store_arr_begin(&a[0], STORE_OID_TEXT);
+        store_arr_begin(&a[1], STORE_OID_INT8);
         for (size_t i = 0; i < b->nack; i++) {
             store_arr_str(&a[0], b->ack[i].name);
-            store_arr_u64(&a[1], b->ack[i].acked);
+            store_arr_i64(&a[1], (int64_t)b->ack[i].acked);
         }
         store_arr_end(&a[0]);
         store_arr_end(&a[1]);
-        v[1] = a[0].p;
-        v[2] = a[1].p;
-        ok = send_q(c, j, Q_ACK, v, 3) && send_q(c, j, Q_PRUNE, v, 1);
+        ok = send_qa(c, j, Q_ACK, (store_abuf *[]){&a[0], &a[1]}, 2) &&
+             send_q(c, j, Q_PRUNE, v, 1);
     }
     ok = ok && send_q(c, j, Q_COMMIT, NULL, 0);
-    for (int i = 0; i < 7; i++) store_sbuf_free(&a[i]);
+    for (int i = 0; i < 7; i++) store_abuf_free(&a[i]);
     return ok;
 }
 

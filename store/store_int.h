@@ -1,6 +1,6 @@
 /*
  * store/store_int.h — private to store/: the batch's layout (built by store_batch.c, turned into
- * statement parameters by store.c) and the text-array builder both use.
+ * statement parameters by store.c) and the binary array builder both use.
  */
 #ifndef VOXD_STORE_INT_H
 #define VOXD_STORE_INT_H
@@ -55,17 +55,26 @@ struct store_batch {
 /* Moves every write of src into dst after dst's own (src's later writes win); frees src. */
 void store_batch_merge(store_batch *dst, store_batch *src);
 
-/* A growing string for PostgreSQL array literals ({"a","b"}). */
-typedef struct store_sbuf {
+/* A one-dimensional PostgreSQL array in the binary wire format (array_recv), sent as a binary
+ * statement parameter: a 20-byte header (ndim, flags, element type, length, lower bound), then
+ * per element its length (-1 = NULL) and its bytes, all integers big-endian. Nothing is escaped
+ * and the server copies the elements as they are. */
+#define STORE_OID_BYTEA 17
+#define STORE_OID_INT8 20
+#define STORE_OID_INT4 23
+#define STORE_OID_TEXT 25
+typedef struct store_abuf {
     char *p;
     size_t n, cap;
-    size_t nelem;
-} store_sbuf;
-void store_arr_begin(store_sbuf *b);
-void store_arr_str(store_sbuf *b, const char *s); /* a quoted element; NULL = NULL */
-void store_arr_u64(store_sbuf *b, uint64_t v);
-void store_arr_i64(store_sbuf *b, int64_t v);
-void store_arr_end(store_sbuf *b); /* NUL-terminates; p is the literal */
-void store_sbuf_free(store_sbuf *b);
+    uint32_t nelem, oid;
+} store_abuf;
+void store_arr_begin(store_abuf *b, uint32_t elem_oid);
+void store_arr_str(store_abuf *b, const char *s); /* text element; NULL = NULL */
+void store_arr_bytes(store_abuf *b, const void *p, size_t n);
+void store_arr_json(store_abuf *b, const json_t *v); /* text element: v dumped compact */
+void store_arr_i64(store_abuf *b, int64_t v);        /* int8 element */
+void store_arr_i32(store_abuf *b, int32_t v);        /* int4 element */
+void store_arr_end(store_abuf *b); /* fills the header; p[0..n) is the parameter */
+void store_abuf_free(store_abuf *b);
 
 #endif

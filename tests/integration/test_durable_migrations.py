@@ -92,7 +92,7 @@ def _():
     G = snowflake()
     n.rpc_ok("voice.connect", {"guild_id": G, "channel_id": snowflake(), "user_id": snowflake(),
                                "session_id": "s"})
-    cnt = old.sql("SELECT count(*) FROM voxd_voice_states WHERE data->>'guild_id' = '%s'" % G)
+    cnt = old.sql("SELECT count(*) FROM voxd_voice_states WHERE data::jsonb->>'guild_id' = '%s'" % G)
     expect(cnt == [["1"]], "rows in voxd_voice_states for the new connection: %s" % cnt)
     expect(n.stop() == 0, "exit code %s" % n.exit_code)
     old.stop()
