@@ -156,6 +156,15 @@ static void arm_idle(sig_core *c, sig_call *call, int64_t now)
     }
 }
 
+/* After any change to a call: the idle timer follows the new state, a CALL_UPDATE goes out if
+ * something visible changed, and the call is persisted. */
+static void call_settle(sig_core *c, sig_call *call, int64_t now)
+{
+    arm_idle(c, call, now);
+    maybe_update(c, call);
+    call_persist(c, call);
+}
+
 void sig_call_free(sig_call *call)
 {
     if (!call) return;
@@ -224,9 +233,7 @@ void sig_call_on_join(sig_core *c, sig_call *call, sig_conn *k, int64_t now)
         call->history = xrealloc(call->history, (call->nhistory + 1) * sizeof(uint64_t));
         call->history[call->nhistory++] = k->user_id;
     }
-    arm_idle(c, call, now);
-    maybe_update(c, call);
-    call_persist(c, call);
+    call_settle(c, call, now);
 }
 
 void sig_call_on_leave(sig_core *c, sig_call *call, int64_t now)
@@ -236,8 +243,7 @@ void sig_call_on_leave(sig_core *c, sig_call *call, int64_t now)
         call_end(c, call, now); /* the last participant left: even while ringing */
         return;
     }
-    maybe_update(c, call);
-    call_persist(c, call);
+    call_settle(c, call, now);
 }
 
 void sig_call_fire_ring(sig_core *c, uint64_t channel, uint64_t user, int64_t deadline, int64_t now)
@@ -253,9 +259,7 @@ void sig_call_fire_ring(sig_core *c, uint64_t channel, uint64_t user, int64_t de
         call_end(c, call, now); /* an unanswered call ends with its last ring */
         return;
     }
-    maybe_update(c, call);
-    arm_idle(c, call, now);
-    call_persist(c, call);
+    call_settle(c, call, now);
 }
 
 void sig_call_fire_idle(sig_core *c, uint64_t channel, int64_t deadline, int64_t now)
@@ -414,9 +418,7 @@ int sig_m_call_ring(sig_core *c, json_t *params, int64_t now, json_t **result, s
     for (size_t i = 0; i < n; i++)
         if (!user_connected(c, call, users[i])) ring(c, call, users[i], now);
     free(users);
-    arm_idle(c, call, now);
-    maybe_update(c, call);
-    call_persist(c, call);
+    call_settle(c, call, now);
     *result = json_pack("{s:o}", "call", call_json(c, call, true));
     return 200;
 }
@@ -442,9 +444,7 @@ int sig_m_call_stop_ringing(sig_core *c, json_t *params, int64_t now, json_t **r
         call->nrings = 0;
     }
     free(users);
-    maybe_update(c, call);
-    arm_idle(c, call, now);
-    call_persist(c, call);
+    call_settle(c, call, now);
     *result = json_pack("{s:o}", "call", call_json(c, call, true));
     return 200;
 }
@@ -452,7 +452,6 @@ int sig_m_call_stop_ringing(sig_core *c, json_t *params, int64_t now, json_t **r
 int sig_m_call_update_region(sig_core *c, json_t *params, int64_t now, json_t **result,
                              sig_err *e)
 {
-    (void)now;
     sig_params p;
     sp_init(&p, params, e);
     sig_call *call;
@@ -470,8 +469,7 @@ int sig_m_call_update_region(sig_core *c, json_t *params, int64_t now, json_t **
     if (sp_done(&p) < 0) return 400;
     free(call->region);
     call->region = region ? xstrdup(region) : NULL;
-    maybe_update(c, call);
-    call_persist(c, call);
+    call_settle(c, call, now);
     *result = json_pack("{s:o}", "call", call_json(c, call, true));
     return 200;
 }
