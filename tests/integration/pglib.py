@@ -6,6 +6,8 @@ tests/integration/pglib.py — a throwaway PostgreSQL cluster for the durable-no
     pg.crash()                           # pg_ctl -m immediate (data kept)
     pg.start()                           # the same cluster again
     pg.sql("SELECT ...")                 # psql as postgres: rows as lists of strings
+    pg.sql_background("BEGIN; LOCK ...") # psql without waiting (a Popen to wait for)
+    pglib.readyz(node), pglib.metric(node, "voxd_store_up")
 
 Every cluster made here is stopped and its folder removed when the script ends — finish(), a
 normal exit or an exception (voxlib's on_finish hook, which runs after the nodes have stopped, and
@@ -83,6 +85,13 @@ class Cluster:
         if r.returncode != 0:
             raise voxlib.Fail("psql %r: %s" % (query, r.stderr.decode(errors="replace").strip()))
         return [ln.split("\t") for ln in r.stdout.decode().splitlines() if ln != ""]
+
+    def sql_background(self, query):
+        """Starts psql on one query without waiting (e.g. a transaction that holds a lock);
+        returns the Popen: the caller waits for it (bounded) and ends it by its PID."""
+        return subprocess.Popen(_as_pg(["psql", self.conninfo, "-X", "-q", "-o", "/dev/null",
+                                        "-v", "ON_ERROR_STOP=1", "-c", query]),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
 
 
 def _stop_all():

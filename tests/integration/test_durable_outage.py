@@ -10,15 +10,20 @@ Outage test of the durable node (issue 3, docs/decisions.md D16-D17): PostgreSQL
   - each request answered 503 and retried with the same request_id is applied exactly once: the
     retry returns version = last acknowledged + 1 and a second retry the same reply;
   - the event stream stayed contiguous and carries every acknowledged change.
+Then three variants on the same node: a graceful stop (`pg_ctl -m fast`) during which a ring
+runs out (its CALL_DELETE comes only after the commit); commits stalled by a table lock (the
+database answers, but late); and the node killed during an outage (the 503'd change was not
+committed; its retry after the restart applies it once).
 """
 import os
+import subprocess
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pglib  # noqa: E402
-from voxlib import (EventClient, case, expect, finish, not_ok, snowflake, start_node,  # noqa: E402
+from voxlib import (EventClient, case, expect, finish, snowflake, start_node,  # noqa: E402
                     wait_until)
 
 DEADLINE_S = 1.0
@@ -379,6 +384,68 @@ def _():
     expect(rows == [["0"]], "voxd_calls still holds the ended call: %s" % rows)
     expect(not reader.faults, "stream faults: %s" % reader.faults[:3])
     expect(node.alive() and node.pid() == PID, "the node was restarted")
+
+
+# ---- the database is reachable but stalls: a lock holds every commit past the deadline -------------
+@case("commits stalled by a table lock for 2.5s: 503s after the deadline, retries applied exactly "
+      "once, the database rows match every acknowledged version")
+def _():
+    mine = []
+    for _ in range(4):
+        u = snowflake()
+        r = node.rpc_ok("voice.connect", {"guild_id": G, "channel_id": CH, "user_id": u,
+                                          "session_id": "s-%s" % u})
+        mine.append(r["voice_state"])
+    model = {vs["connection_id"]: dict(vs) for vs in mine}
+    lockp = pg.sql_background("BEGIN; LOCK TABLE voxd_voice_states IN ACCESS EXCLUSIVE MODE; "
+                              "SELECT pg_sleep(2.5); COMMIT;")
+    try:
+        wait_until(lambda: pg.sql("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = "
+                                  "l.relation WHERE c.relname = 'voxd_voice_states' AND "
+                                  "l.mode = 'AccessExclusiveLock' AND l.granted") == [["1"]],
+                   5, 0.02, "the lock to be granted")
+        failed, statuses, t0, i = {}, {}, time.monotonic(), 0
+        while time.monotonic() - t0 < 3.5 and i < 5000:
+            free = [k for k in model if k not in failed]
+            if not free:
+                break
+            i += 1
+            k = free[i % len(free)]
+            p = {"connection_id": k, "user_id": model[k]["user_id"],
+                 "self_mute": not model[k]["self_mute"]}
+            t = time.monotonic()
+            st, body = node.rpc("voice.update", p, request_id="stall-%d" % i)
+            dt = time.monotonic() - t
+            statuses[st] = statuses.get(st, 0) + 1
+            if st == 200:
+                vs = body["result"]["voice_state"]
+                expect(vs["version"] == model[k]["version"] + 1, "stall-%d: %s after v%d" % (
+                    i, body, model[k]["version"]))
+                model[k] = vs
+            else:
+                expect(st == 503 and body["error"]["code"] == "STORE_UNAVAILABLE" and
+                       DEADLINE_S - 0.1 <= dt <= DEADLINE_S + 1.0,
+                       "stall-%d -> %s %s after %.2fs" % (i, st, body, dt))
+                failed[k] = ("stall-%d" % i, p, model[k]["version"])
+        expect(failed, "no change answered 503 while commits were stalled (%s)" % statuses)
+    finally:
+        try:
+            lockp.wait(10)
+        except subprocess.TimeoutExpired:
+            lockp.kill()
+            lockp.wait()
+    wait_until(lambda: pglib.readyz(node)[0] == 200, 15, 0.05, "/readyz 200 after the stall")
+    for k, (rid, p, v) in failed.items():
+        r = node.rpc_ok("voice.update", p, request_id=rid)
+        expect(r["changed"] and r["voice_state"]["version"] == v + 1,
+               "%s retried -> %s, acknowledged v%d before" % (rid, r, v))
+        model[k] = r["voice_state"]
+    rows = dict(pg.sql("SELECT key, version FROM voxd_voice_states WHERE key IN (%s)" % ", ".join(
+        "'%s'" % k for k in model)))
+    bad = ["%s: acknowledged v%d, database %s" % (k, vs["version"], rows.get(k))
+           for k, vs in model.items() if rows.get(k) != str(vs["version"])]
+    expect(not bad, "; ".join(bad))
+    print("# stall: %s, %d retried" % (statuses, len(failed)), flush=True)
 
 
 # ---- the node itself dies during an outage ----------------------------------------------------------
