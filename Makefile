@@ -123,4 +123,32 @@ format:
 clean:
 	rm -rf build build-asan build-fuzz
 
+# ---- libsrtp: Debian's package (NSS) vs the same source built with OpenSSL (D20) -------------
+# build/tests/bench/srtp_bench (part of `all`) links Debian's libsrtp2 through pkg-config.
+# `make deps-srtp` fetches Debian's libsrtp2 source package with apt and builds it with
+# --enable-openssl into SRTP_PREFIX (static, PIC); nothing in `all`/`check` needs it yet.
+# `make bench-srtp` builds srtp_bench_openssl against it, cross-checks both builds and prints
+# medians of 3 runs of each.
+SRTP_PREFIX ?= $(BUILD)/deps/libsrtp-openssl
+SRTP_CFLAGS  = -I$(SRTP_PREFIX)/include
+SRTP_LIBS    = $(SRTP_PREFIX)/lib/libsrtp2.a $(shell pkg-config --libs libcrypto)
+
+.PHONY: deps-srtp bench-srtp
+$(BUILD)/tests/bench/srtp_bench: private LDLIBS += $(shell pkg-config --libs libsrtp2 2>/dev/null)
+
+deps-srtp:
+	@SRTP_PREFIX=$(abspath $(SRTP_PREFIX)) ./scripts/build-libsrtp.sh >/dev/null
+
+$(BUILD)/tests/bench/srtp_bench_openssl: tests/bench/srtp_bench.c $(SRTP_PREFIX)/lib/libsrtp2.a
+	@mkdir -p $(dir $@)
+	$(CC) $(SRTP_CFLAGS) $(CFLAGS) '-DSRTP_BENCH_BACKEND="openssl (build-libsrtp.sh)"' \
+	  $(LDFLAGS) -o $@ $< $(SRTP_LIBS) -lpthread
+
+$(SRTP_PREFIX)/lib/libsrtp2.a:
+	@$(MAKE) --no-print-directory deps-srtp
+
+bench-srtp: deps deps-srtp
+	@$(MAKE) --no-print-directory $(BUILD)/tests/bench/srtp_bench $(BUILD)/tests/bench/srtp_bench_openssl
+	@BUILD=$(BUILD) ./scripts/bench-srtp.sh
+
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
