@@ -70,6 +70,10 @@ void sig_rpc_cancel(sig_core *c, uint64_t req);
 /* An error body in the RPC's shape: {"error":{"code":...,"message":...}}; caller frees. */
 char *sig_error_body(const char *code, const char *message);
 
+/* What node.status reports as "health": "ok", "degraded", "draining" or "starting" (a static
+ * string; the node knows its database and shutdown state, the core does not). */
+void sig_set_health(sig_core *c, const char *health);
+
 /* ---- time ------------------------------------------------------------------------------------ */
 int64_t sig_next_deadline(const sig_core *c); /* SIG_NEVER when nothing is armed */
 void sig_tick(sig_core *c, int64_t now_ms);   /* fire everything due at or before now_ms */

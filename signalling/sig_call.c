@@ -517,7 +517,7 @@ int sig_m_node_status(sig_core *c, json_t *params, int64_t now, json_t **result,
                              (json_int_t)hmap_size(c->calls), "channels",
                              (json_int_t)hmap_size(c->rooms));
     *result = json_pack("{s:s,s:s,s:s,s:s,s:o,s:I}", "node_id", c->cfg.node_id, "region",
-                        c->cfg.region, "endpoint", c->cfg.endpoint, "health", "ok", "load", load,
+                        c->cfg.region, "endpoint", c->cfg.endpoint, "health", c->health, "load", load,
                         "uptime_seconds", (json_int_t)((now - c->started_at) / 1000));
     return 200;
 }

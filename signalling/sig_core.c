@@ -56,7 +56,13 @@ sig_core *sig_core_new(const sig_config *cfg)
     c->server = hmap_new();
     c->idem = hmap_new();
     c->started_at = time_now_ms();
+    c->health = "ok";
     return c;
+}
+
+void sig_set_health(sig_core *c, const char *health)
+{
+    c->health = health;
 }
 
 static void conn_free(sig_conn *k)

@@ -127,6 +127,7 @@ struct sig_core {
     size_t cap_replies, cap_events, cap_writes;
     sig_stats st;
     int64_t started_at;
+    const char *health; /* static */
 };
 
 /* sig_core.c: effects, timers, randomness */

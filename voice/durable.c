@@ -409,6 +409,10 @@ static void on_timer(uv_timer_t *t)
     }
     unpark(d);
     kick(d);
+    if (!n->stopping)
+        sig_set_health(n->core, !d->loaded               ? "starting"
+                                : store_is_up(d->st) ? "ok"
+                                                     : "degraded");
     if (d->loaded && store_is_up(d->st) && now - d->last_housekeep >= HOUSEKEEP_MS) {
         d->last_housekeep = now;
         store_housekeep(d->st, now);

@@ -287,6 +287,7 @@ static void on_signal(uv_signal_t *s, int signum)
     voice_node *n = s->data;
     if (n->stopping) return;
     n->stopping = true;
+    sig_set_health(n->core, "draining");
     LOG(LOG_INFO, "signal %d: shutting down (pending_requests=%zu event_clients=%zu)", signum,
         hmap_size(n->pending), n->ev_count);
     uv_timer_stop(&n->tick);

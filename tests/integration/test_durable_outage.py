@@ -186,13 +186,17 @@ def _():
     S["status"] = body["result"]
 
 
-@case("during the outage: /readyz is 503 degraded and voxd_store_up is 0")
+@case("during the outage: /readyz is 503 degraded, voxd_store_up is 0, node.status says degraded")
 def _():
     got = wait_until(lambda: (lambda r: r if r[0] == 503 else None)(pglib.readyz(node)), 5, 0.02,
                      "/readyz 503")
     expect(got[1].get("status") == "degraded", "/readyz %s %s" % got)
     up = pglib.metric(node, "voxd_store_up")
     expect(up == 0, "voxd_store_up %s" % up)
+    # the node's health follows on its next 100 ms housekeeping tick
+    health = wait_until(lambda: (lambda h: h if h == "degraded" else None)(
+        node.rpc_ok("node.status", {})["health"]), 2, 0.05, "node.status health degraded")
+    expect(health == "degraded", "node.status health %r" % health)
 
 
 @case("during the outage: a change answers 503 STORE_UNAVAILABLE after about the deadline (1s)")
@@ -338,7 +342,7 @@ def _():
     expect(st["uptime_seconds"] >= int(time.monotonic() - t_crash),
            "uptime %ss, Postgres crashed %.1fs ago" % (st["uptime_seconds"],
                                                        time.monotonic() - t_crash))
-    print("# node.status health during the outage: %r" % S.get("status", {}).get("health"))
+    expect(st["health"] == "ok", "node.status health after recovery: %r" % st["health"])
 
 
 # ---- a graceful Postgres shutdown (pg_ctl -m fast) while a ring timer runs out -------------------------
