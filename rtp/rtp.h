@@ -1,0 +1,235 @@
+/*
+ * rtp — the packet-level code of the media relay: RFC 7983 demultiplexing of the one UDP port,
+ * RTP parsing (RFC 3550) with RFC 8285 header extensions and the RFC 6464 audio level, RTCP
+ * compound parsing, the slot rewrite of the selective forwarding unit, and the writing of the
+ * relay's own RTP headers.
+ *
+ * Pure code: no sockets, no threads, no clock, no allocation. Every function works on bytes the
+ * caller owns and on small structs the caller owns (stack, or embedded in its own objects); the
+ * parsed contexts (rtp_pkt, rtp_rtcp) hold borrowed pointers into the caller's buffer and are valid
+ * as long as it is. Nothing here keeps global state, so any thread may call any function; a given
+ * rtp_slot is used by one thread at a time (the media worker that owns its listener).
+ *
+ * Untrusted input: every length is checked against the buffer. A refused packet gives a negative
+ * errno (-EINVAL) and, through the optional `why`, a reason the caller can count (rtp_err_name()
+ * for a metric label). The packet path is documented in docs/media.md.
+ */
+#ifndef VOXD_RTP_H
+#define VOXD_RTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- demultiplexing (RFC 7983, updated by RFC 9443) ----------------------------------------- */
+
+typedef enum rtp_kind {
+    RTP_KIND_UNKNOWN = 0, /* drop */
+    RTP_KIND_STUN,        /* first byte 0–3 */
+    RTP_KIND_ZRTP,        /* 16–19: not supported, drop */
+    RTP_KIND_DTLS,        /* 20–63 */
+    RTP_KIND_TURN,        /* 64–79: TURN channel data, not supported, drop */
+    RTP_KIND_RTP,         /* 128–191, second byte (marker masked) not in 64–95 */
+    RTP_KIND_RTCP,        /* 128–191, second byte 192–223 (RFC 5761 payload types 64–95) */
+} rtp_kind;
+
+/* Classifies a datagram by its first byte (and, for RTP/RTCP, its second). Looks at no more than
+ * two bytes; an empty datagram, or an RTP-range one of a single byte, is RTP_KIND_UNKNOWN. */
+rtp_kind rtp_demux(const uint8_t *p, size_t n);
+const char *rtp_kind_name(rtp_kind k);
+
+/* ---- refusal reasons ------------------------------------------------------------------------ */
+
+typedef enum rtp_err {
+    RTP_OK = 0,
+    RTP_ERR_TRUNCATED,  /* shorter than a header, CSRC list, extension or length field says */
+    RTP_ERR_VERSION,    /* version is not 2 */
+    RTP_ERR_PADDING,    /* padding count 0 or past the header / packet; RTCP padding not last */
+    RTP_ERR_EXTENSION,  /* an RFC 8285 extension element runs past its block */
+    RTP_ERR_RTCP_TYPE,  /* RTCP packet type outside 192–223 */
+    RTP_ERR_RTCP_BODY,  /* RTCP body too short for its type and count, or a malformed SDES */
+    RTP_ERR_SLOT_STALE, /* slot: a packet older than its source's first on this slot */
+    RTP_ERR_COUNT_
+} rtp_err;
+
+const char *rtp_err_name(rtp_err e); /* "truncated", "bad_version", … (static strings) */
+
+/* ---- RTP ------------------------------------------------------------------------------------ */
+
+#define RTP_HDR_MIN 12
+
+/* A parsed RTP packet. All pointers point into the parsed buffer; `csrc`, `ext` and `payload`
+ * are NULL when their length is 0. Layout: data[0, hdr_len) header (fixed 12 bytes, CSRCs,
+ * extension), then payload_len bytes of payload, then pad_len bytes of padding, = len. */
+typedef struct rtp_pkt {
+    const uint8_t *data;
+    size_t len;
+    uint8_t version; /* always 2 after a successful parse */
+    bool padding;
+    bool extension;
+    uint8_t cc; /* CSRC count */
+    bool marker;
+    uint8_t pt; /* payload type, 0–127 */
+    uint16_t seq;
+    uint32_t ts;
+    uint32_t ssrc;
+    const uint8_t *csrc;  /* cc big-endian 32-bit words */
+    uint16_t ext_profile; /* 0xBEDE one-byte, 0x100x two-byte, anything else opaque */
+    const uint8_t *ext;   /* extension data after its 4-byte header */
+    size_t ext_len;       /* a multiple of 4 */
+    size_t hdr_len;
+    const uint8_t *payload;
+    size_t payload_len;
+    uint8_t pad_len;
+} rtp_pkt;
+
+/* Parses p[0, n) into *out. 0, or -EINVAL with *why (if not NULL) set and *out unspecified.
+ * One-byte and two-byte extension blocks are walked and refused (RTP_ERR_EXTENSION) if an element
+ * runs past the block; per RFC 8285 a one-byte ID 15 (or an ID 0 with a non-zero length, as
+ * libwebrtc does) ends the walk and what follows is ignored. */
+int rtp_parse(const uint8_t *p, size_t n, rtp_pkt *out, rtp_err *why);
+
+/* Finds extension element `id` (one-byte form 1–14, two-byte form 1–255) in a parsed packet.
+ * 0 with *data and *len set (borrowed; *len may be 0 in the two-byte form), or -ENOENT (no
+ * extension, an opaque profile, no such element). */
+int rtp_ext_find(const rtp_pkt *pkt, uint8_t id, const uint8_t **data, size_t *len);
+
+/* RFC 6464 client-to-mixer audio level from extension element `id`: *voice = the V flag, *level =
+ * 0–127 (-dBov: 0 is loudest, 127 silence). 0, -ENOENT (absent) or -EINVAL (element length not
+ * exactly 1 byte). */
+int rtp_audio_level(const rtp_pkt *pkt, uint8_t id, bool *voice, uint8_t *level);
+
+/* ---- RTCP (RFC 3550 §6, RFC 4585 feedback) --------------------------------------------------- */
+
+enum {
+    RTP_RTCP_SR = 200,
+    RTP_RTCP_RR = 201,
+    RTP_RTCP_SDES = 202,
+    RTP_RTCP_BYE = 203,
+    RTP_RTCP_APP = 204,
+    RTP_RTCP_RTPFB = 205,
+    RTP_RTCP_PSFB = 206,
+};
+
+/* One packet of a compound. Pointers borrow from the compound buffer. */
+typedef struct rtp_rtcp {
+    const uint8_t *data; /* the packet from its 4-byte header, `len` bytes including padding */
+    size_t len;
+    uint8_t pt;          /* 192–223 */
+    uint8_t count;       /* RC (SR, RR), SC (SDES, BYE) or FMT (RTPFB, PSFB, APP subtype) */
+    bool padding;        /* only ever on the last packet of a compound */
+    const uint8_t *body; /* after the header, without padding; NULL when body_len is 0 */
+    size_t body_len;
+    uint32_t ssrc;         /* sender (SR, RR, APP, RTPFB, PSFB, others with a body); first
+                              chunk/source (SDES, BYE with count > 0); else 0 */
+    uint32_t media_ssrc;   /* RTPFB, PSFB: the media source; else 0 */
+    const uint8_t *blocks; /* SR, RR: `count` report blocks of 24 bytes; else NULL */
+    /* SR only (else 0) */
+    uint64_t ntp; /* NTP timestamp, 32.32 fixed point */
+    uint32_t rtp_ts;
+    uint32_t packets;
+    uint32_t octets;
+} rtp_rtcp;
+
+/* Iterator over a compound packet; initialise with rtp_rtcp_begin(). */
+typedef struct rtp_rtcp_iter {
+    const uint8_t *p;
+    size_t n;
+    size_t off;
+} rtp_rtcp_iter;
+
+void rtp_rtcp_begin(rtp_rtcp_iter *it, const uint8_t *p, size_t n);
+/* Next packet into *out: 0; -ENODATA when the compound ended exactly at its last packet (an empty
+ * buffer has no packets: -ENODATA at once); -EINVAL with *why for a malformed packet (the
+ * iteration is then over: later calls return -EINVAL again). Trailing bytes that do not form a
+ * header are RTP_ERR_TRUNCATED. */
+int rtp_rtcp_next(rtp_rtcp_iter *it, rtp_rtcp *out, rtp_err *why);
+
+/* ---- slot rewrite (the forwarding unit's downstream streams) -------------------------------
+ *
+ * A slot is one of a listener's N fixed downstream streams. Whatever source (speaker SSRC) the
+ * forwarding unit puts on it, the listener sees one continuous stream: the slot's SSRC, sequence
+ * numbers that go on by +1 across a change of source, timestamps that never go back.
+ *
+ * Rules, for a packet `in` of source S mapped at time `now` (the caller's monotonic clock in RTP
+ * clock units, e.g. 48 kHz ticks, modulo 2^32):
+ *   1. Within S, out.seq = in.seq + seq_delta and out.ts = in.ts + ts_delta (both modular), so
+ *      S's relative order, gaps (loss), reordering and duplicates pass through unchanged and
+ *      wraparound (65535 -> 0, 2^32 -> 0) needs no special case.
+ *   2. The first packet of the slot's first source gets (init_seq, init_ts).
+ *   3. A packet whose SSRC differs from the slot's current source starts a new source S': its
+ *      deltas are chosen so that this packet gets out.seq = highest seq sent on the slot + 1 and
+ *      out.ts = highest timestamp sent + max(elapsed, min_ts_step), where elapsed is `now` minus
+ *      the `now` at which that highest timestamp was sent (a negative or zero elapsed counts as
+ *      0). Its marker bit is set (a new talkspurt for the receiver's jitter buffer).
+ *   4. A packet of the current source whose sequence number is before that source's first packet
+ *      on this slot, or whose mapped timestamp is before that first packet's, is refused
+ *      (-EALREADY, RTP_ERR_SLOT_STALE): its numbers would collide with the previous source's.
+ *      "Before" is judged on 64-bit extended counters (seq from int16 and ts from int32
+ *      differences to the highest seen), so long-lived sources never trip it.
+ *   5. A source that restarted its numbering under the same SSRC is re-anchored as in rule 3
+ *      (not refused forever): a packet more than RTP_SLOT_MAX_MISORDER sequence numbers behind
+ *      the source's highest, or a packet newer than the highest whose mapped timestamp falls
+ *      before the source's first.
+ *   6. The output SSRC is the slot's; every other header bit and byte (PT, padding, X, CSRCs,
+ *      extensions) is kept. The header has the same length as the input's.
+ * The forwarding unit only maps a source's packets while that source holds the slot: a late
+ * packet of a previous source is the caller's to drop (mapping it would be rule 3 again).
+ */
+#define RTP_SLOT_MAX_MISORDER 100 /* as RFC 3550 A.1 */
+
+typedef struct rtp_slot {
+    /* configuration (rtp_slot_init) */
+    uint32_t ssrc_out;
+    uint16_t init_seq;
+    uint32_t init_ts;
+    uint32_t min_ts_step;
+    /* state: private to rtp_slot.c, kept here so the caller owns the memory */
+    bool active;       /* a source has been mapped */
+    uint32_t src_ssrc; /* current source */
+    uint16_t seq_delta;
+    uint32_t ts_delta;
+    int64_t first_seq_ext; /* extended in.seq of the source's first packet */
+    int64_t max_seq_ext;   /* highest extended in.seq of the source */
+    int64_t first_ts_ext;  /* extended out.ts of the source's first packet */
+    int64_t max_ts_ext;    /* highest extended out.ts of the source */
+    uint16_t max_seq_out;  /* highest out.seq sent on the slot */
+    uint32_t max_ts_out;   /* highest out.ts sent on the slot */
+    uint32_t max_ts_now;   /* `now` when max_ts_out was sent */
+} rtp_slot;
+
+/* init_seq/init_ts: the slot's first numbers (random per RFC 3550; the caller draws them).
+ * min_ts_step: the least timestamp advance on a change of source (960 = 20 ms of Opus at 48 kHz).
+ */
+void rtp_slot_init(rtp_slot *s, uint32_t ssrc_out, uint16_t init_seq, uint32_t init_ts,
+                   uint32_t min_ts_step);
+
+/* Maps a parsed packet onto the slot and writes its rewritten header, in->hdr_len bytes, to `out`
+ * (which may be in->data itself, cast from const by the caller who owns the buffer: the rewrite is
+ * then in place; otherwise the two must not overlap). 0, or -EALREADY with *why =
+ * RTP_ERR_SLOT_STALE (rule 4; the slot is unchanged and nothing is written). */
+int rtp_slot_map(rtp_slot *s, const rtp_pkt *in, uint32_t now, uint8_t *out, rtp_err *why);
+
+/* ---- writing -------------------------------------------------------------------------------- */
+
+/* The relay's own downstream header: version 2, no padding, no CSRC; with level_id in 1–14, a
+ * one-byte extension block (0xBEDE, 1 word) carrying the RFC 6464 audio level (voice, level) —
+ * 20 bytes; with level_id 0, no extension — 12 bytes. */
+typedef struct rtp_hdr_params {
+    uint8_t pt;
+    bool marker;
+    uint16_t seq;
+    uint32_t ts;
+    uint32_t ssrc;
+    uint8_t level_id; /* 0: no audio-level extension */
+    bool voice;
+    uint8_t level; /* 0–127 */
+} rtp_hdr_params;
+
+#define RTP_HDR_LEVEL_LEN 20
+
+/* Writes the header into buf (capacity cap). Its length (12 or 20), -ENOSPC if cap is short, or
+ * -EINVAL (pt > 127, level > 127, level_id > 14). */
+int rtp_write_hdr(uint8_t *buf, size_t cap, const rtp_hdr_params *h);
+
+#endif
