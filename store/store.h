@@ -14,8 +14,8 @@
  * (store_load) run on any other idle connection.
  *
  * Everything is keyed by (node_id, key): several nodes share one database. Rows are opaque JSON
- * (jsonb), except that a STORE_CONN row's integer "version", a STORE_NONCE row's "exp" (ms) and a
- * remembered reply's expiry are also kept in their own columns.
+ * (stored as text, parsed again at load), except that a STORE_CONN row's integer "version", a
+ * STORE_NONCE row's "exp" (ms) and a remembered reply's expiry are also kept in their own columns.
  *
  * Threads: every function is called from the loop's thread only. Callbacks run on the loop, never
  * from inside the API call that registered them. Errors are negative errno values; PostgreSQL

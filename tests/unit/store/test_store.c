@@ -317,6 +317,61 @@ TEST(older_level_is_upgraded)
                  4);
 }
 
+/* A database at level 3 holds jsonb rows: migration 004 turns them into text that loads back as the
+ * same JSON (unicode, quotes, nesting), keeps the columns beside it, and the store writes on top. */
+TEST(jsonb_rows_survive_text_migration)
+{
+    CHECK(fresh_db("vt_jsonb"));
+    PGconn *c = db("vt_jsonb");
+    CHECK(c);
+    bool ok = exec_ok(c, "CREATE TABLE voxd_schema_migrations (version integer PRIMARY KEY, name "
+                         "text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())");
+    for (size_t i = 0; ok && i < 3; i++) {
+        int v;
+        const char *name, *sql;
+        store_migration(i, &v, &name, &sql);
+        char ins[200];
+        snprintf(ins, sizeof ins, "INSERT INTO voxd_schema_migrations (version, name) VALUES (%d, '%s')",
+                 v, name);
+        ok = exec_ok(c, sql) && exec_ok(c, ins);
+    }
+    ok = ok &&
+         exec_ok(c, "INSERT INTO voxd_voice_states (node_id, key, version, data) VALUES ('n1', 'c1', "
+                    "7, '{\"version\": 7, \"nick\": \"K\u00e9vin \\\"q\\\" \\\\ \u2603\", "
+                    "\"flags\": {\"mute\": true, \"list\": [1, null]}}')") &&
+         exec_ok(c, "INSERT INTO voxd_nonces (node_id, key, exp_ms, data) VALUES ('n1', 'x', 5000, "
+                    "'{\"exp\": 5000, \"connection_id\": \"c1\"}')") &&
+         exec_ok(c, "INSERT INTO voxd_calls (node_id, key, data) VALUES ('n1', '9', '{\"ring\": 1}')") &&
+         exec_ok(c, "INSERT INTO voxd_server_state (node_id, key, data) VALUES ('n1', '1:2', "
+                    "'{\"mute\": false, \"deaf\": true}')");
+    PQfinish(c);
+    CHECK(ok);
+    ctx x;
+    CHECK(open_store(&x, "vt_jsonb", "n1", 1, 5000));
+    CHECK_EQ_INT(scalar("vt_jsonb", "SELECT count(*) FROM information_schema.columns WHERE "
+                                    "column_name = 'data' AND data_type = 'text' AND table_name IN "
+                                    "('voxd_voice_states', 'voxd_nonces', 'voxd_calls', "
+                                    "'voxd_server_state')"),
+                 4);
+    CHECK(load(&x));
+    json_t *c1 = json_object_get(x.rows[STORE_CONN], "c1");
+    json_t *want = json_loads("{\"version\":7,\"nick\":\"K\u00e9vin \\\"q\\\" \\\\ \u2603\","
+                              "\"flags\":{\"mute\":true,\"list\":[1,null]}}", 0, NULL);
+    CHECK(want && c1 && json_equal(c1, want));
+    json_decref(want);
+    CHECK_EQ_INT(json_integer_value(json_object_get(json_object_get(x.rows[STORE_NONCE], "x"), "exp")), 5000);
+    CHECK_EQ_INT(json_integer_value(json_object_get(json_object_get(x.rows[STORE_CALL], "9"), "ring")), 1);
+    CHECK(json_is_true(json_object_get(json_object_get(x.rows[STORE_SERVER], "1:2"), "deaf")));
+    /* written over by the store: the version column follows the row */
+    store_batch *b = store_batch_new();
+    store_batch_put(b, STORE_CONN, "c1", json_pack("{s:i,s:s}", "version", 8, "nick", "\u00e9\"\\"));
+    CHECK_EQ_INT(commit_wait(&x, b, 0), 0);
+    CHECK(load(&x));
+    CHECK_EQ_STR(sget(json_object_get(x.rows[STORE_CONN], "c1"), "nick"), "\u00e9\"\\");
+    CHECK_EQ_INT(scalar("vt_jsonb", "SELECT version FROM voxd_voice_states WHERE key = 'c1'"), 8);
+    CHECK(close_store(&x));
+}
+
 TEST(commit_load_round_trip)
 {
     ctx x;
@@ -565,6 +620,7 @@ int main(void)
     RUN(refuses_dns_conninfo);
     RUN(migrations_twice_is_noop);
     RUN(older_level_is_upgraded);
+    RUN(jsonb_rows_survive_text_migration);
     RUN(commit_load_round_trip);
     RUN(big_batch);
     RUN(commit_order_is_submission_order);
