@@ -1,7 +1,8 @@
 /*
  * tests/bench/srtp_bench.c — CPU cost of libsrtp2 per packet, for the backend it is linked with.
  *
- *   srtp_bench [--ms N]              table of ns per srtp_protect / srtp_unprotect
+ *   srtp_bench [--ms N] [--sessions N,N,...]   table of ns per srtp_protect / srtp_unprotect
+ *                                    (default 250 ms CPU per cell, sessions 1,1000)
  *   srtp_bench --cross-write FILE    protect a fixed set of packets, write plain+protected to FILE
  *   srtp_bench --cross-read FILE     unprotect FILE's packets; also re-protect and compare bytes
  *
@@ -192,16 +193,15 @@ static result run_cell(enum profile p, int nsess, uint64_t budget_ns)
     return r;
 }
 
-static int bench(long ms)
+static int bench(long ms, const int *sessions, int nsessions)
 {
-    static const int sessions[] = {1, 1000};
     printf("srtp_bench: %s, backend %s; %d-byte RTP (12 + %d payload); %ld ms CPU per cell; "
            "ns of thread CPU per packet\n",
            srtp_get_version_string(), SRTP_BENCH_BACKEND, PKT_LEN, PAYLOAD, ms);
     printf("%-24s %8s %11s %11s %9s %10s\n", "profile", "sessions", "protect", "unprotect",
            "create", "packets");
     for (int p = 0; p < P_COUNT; p++) {
-        for (size_t k = 0; k < sizeof sessions / sizeof sessions[0]; k++) {
+        for (int k = 0; k < nsessions; k++) {
             result r = run_cell((enum profile)p, sessions[k], (uint64_t)ms * 1000000u);
             printf("%-24s %8d %11.0f %11.0f %9.0f %10llu\n", profile_name[p], sessions[k],
                    r.protect_ns, r.unprotect_ns, r.create_ns, (unsigned long long)r.packets);
@@ -369,17 +369,31 @@ int main(int argc, char **argv)
 {
     srtp_err_status_t st = srtp_init();
     if (st) die("srtp_init", st);
-    int rc;
+    int rc = 2;
+    long ms = 250;
+    int sessions[16] = {1, 1000}, nsessions = 2;
     if (argc == 3 && strcmp(argv[1], "--cross-write") == 0) {
         rc = cross_write(argv[2]);
     } else if (argc == 3 && strcmp(argv[1], "--cross-read") == 0) {
         rc = cross_read(argv[2]);
-    } else if (argc == 1 || (argc == 3 && strcmp(argv[1], "--ms") == 0 && atol(argv[2]) > 0)) {
-        rc = bench(argc == 3 ? atol(argv[2]) : 250);
     } else {
-        fprintf(stderr, "usage: srtp_bench [--ms N] | --cross-write FILE | --cross-read FILE\n");
-        rc = 2;
+        int i = 1;
+        for (; i + 1 < argc; i += 2) {
+            if (strcmp(argv[i], "--ms") == 0 && (ms = atol(argv[i + 1])) > 0) continue;
+            if (strcmp(argv[i], "--sessions") != 0) break;
+            char *p = argv[i + 1], *end;
+            for (nsessions = 0; nsessions < 16 && *p; p = *end == ',' ? end + 1 : end) {
+                long n = strtol(p, &end, 10);
+                if (end == p || n < 1 || n > 100000 || (*end && *end != ',')) break;
+                sessions[nsessions++] = (int)n;
+            }
+            if (*p || nsessions == 0) break;
+        }
+        if (i == argc) rc = bench(ms, sessions, nsessions);
     }
+    if (rc == 2)
+        fprintf(stderr, "usage: srtp_bench [--ms N] [--sessions N,N,...] | --cross-write FILE | "
+                        "--cross-read FILE\n");
     srtp_shutdown();
     return rc;
 }
