@@ -123,7 +123,7 @@ format:
 clean:
 	rm -rf build build-asan build-fuzz
 
-# ---- libsrtp: Debian's package (NSS) vs the same source built with OpenSSL (D20) -------------
+# ---- libsrtp: Debian's package (NSS) vs the same source built with OpenSSL (D21) -------------
 # build/tests/bench/srtp_bench (part of `all`) links Debian's libsrtp2 through pkg-config.
 # `make deps-srtp` fetches Debian's libsrtp2 source package with apt and builds it with
 # --enable-openssl into SRTP_PREFIX (static, PIC); nothing in `all`/`check` needs it yet.

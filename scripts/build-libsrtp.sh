@@ -2,7 +2,7 @@
 # Builds libsrtp2 with its OpenSSL crypto backend into a local prefix and prints that prefix.
 #
 # Why: Debian 12's libsrtp2 package is built on NSS, which costs several times more per packet
-# than the OpenSSL backend (docs/decisions.md, D20). We build Debian's own source package
+# than the OpenSSL backend (docs/decisions.md, D21). We build Debian's own source package
 # (same upstream version and Debian patches) with `--enable-openssl` instead of `--enable-nss`.
 #
 # Nothing of libsrtp is kept in this repository: the source package is fetched with apt at set-up
