@@ -232,4 +232,110 @@ typedef struct rtp_hdr_params {
  * -EINVAL (pt > 127, level > 127, level_id > 14). */
 int rtp_write_hdr(uint8_t *buf, size_t cap, const rtp_hdr_params *h);
 
+/* ---- room: the forwarding decisions of one room --------------------------------------------
+ *
+ * Who is heard by whom, and on which slot. A room holds up to `max_participants` participants,
+ * each named by an opaque uint32 handle the caller chooses, each with flags (server mute,
+ * suppress, deaf) and `n_slots` downstream rtp_slots. Per incoming packet the room updates the
+ * speaker's smoothed loudness, the room's speaker selection (the loudest n_slots + 1 active
+ * speakers, with hysteresis) and the listeners' slot assignments (sticky), and writes where the
+ * packet goes: (listener, slot index, the rtp_slot to map it on). The caller copies the packet,
+ * rtp_slot_map()s it on that slot, protects and sends it. Slot assignment changes are queued in a
+ * bounded ring for Speaking notices. Rules and constants: the top of rtp/rtp_room.c and
+ * docs/media.md "Rooms".
+ *
+ * Memory: everything is allocated by rtp_room_create(); nothing after (no allocation per
+ * packet, join or leave). No clock of its own: every call that needs time takes `now_ms`, the
+ * caller's monotonic milliseconds (modulo 2^32). A room is used by one thread at a time (the media
+ * worker that owns it); rtp_slot pointers it hands out are borrowed, valid until that listener
+ * leaves or the room is destroyed.
+ */
+typedef struct rtp_room rtp_room;
+
+#define RTP_ROOM_MAX_SLOTS     8
+#define RTP_ROOM_DEFAULT_SLOTS 3
+
+typedef struct rtp_room_config {
+    uint32_t max_participants; /* 1–65535 */
+    uint8_t n_slots;           /* slots per listener, 1–RTP_ROOM_MAX_SLOTS; 0: 3 */
+    uint32_t min_ts_step;      /* rtp_slot_init()'s; 0: 960 (20 ms of Opus at 48 kHz) */
+    uint32_t change_ring;      /* slot changes kept between drains; 0: 2 × max × n_slots */
+} rtp_room_config;
+
+/* 0 with *out set (free with rtp_room_destroy), -EINVAL (a bound out of range), -ENOMEM. */
+int rtp_room_create(const rtp_room_config *cfg, rtp_room **out);
+void rtp_room_destroy(rtp_room *r); /* NULL is fine */
+
+/* A slot's configuration for rtp_slot_init(): its SSRC and first numbers (drawn by the caller). */
+typedef struct rtp_room_slot_cfg {
+    uint32_t ssrc;
+    uint16_t seq;
+    uint32_t ts;
+} rtp_room_slot_cfg;
+
+enum {
+    RTP_ROOM_MUTED = 1u << 0,      /* server mute: its packets are dropped */
+    RTP_ROOM_SUPPRESSED = 1u << 1, /* suppressed: its packets are dropped */
+    RTP_ROOM_DEAF = 1u << 2,       /* never a destination (may still speak) */
+};
+
+/* Adds participant `id` with `flags` and n_slots slots configured by slots[0, n_slots). 0,
+ * -EEXIST (id already in the room), -ENOSPC (room full), -EINVAL (slots NULL, unknown flags). */
+int rtp_room_join(rtp_room *r, uint32_t id, unsigned flags, const rtp_room_slot_cfg *slots);
+/* Removes `id`: it leaves the selection and every other listener's slot that held it is freed
+ * (a change with no speaker). 0 or -ENOENT. */
+int rtp_room_leave(rtp_room *r, uint32_t id);
+/* Replaces the flags of `id`. Becoming muted or suppressed takes it out of the selection at once
+ * and frees the slots holding it; becoming deaf frees its own slots. 0, -ENOENT or -EINVAL. */
+int rtp_room_set_flags(rtp_room *r, uint32_t id, unsigned flags);
+
+/* Why a packet goes to nobody (a metric label: rtp_room_drop_name()). */
+typedef enum rtp_room_drop {
+    RTP_ROOM_FORWARD = 0,       /* forwarded (possibly to 0 listeners: nobody else can hear) */
+    RTP_ROOM_DROP_UNKNOWN,      /* no participant with that id */
+    RTP_ROOM_DROP_MUTED,        /* server mute */
+    RTP_ROOM_DROP_SUPPRESSED,   /* suppressed */
+    RTP_ROOM_DROP_NOT_SELECTED, /* not among the room's selected speakers (quiet or silent) */
+    RTP_ROOM_DROP_COUNT_
+} rtp_room_drop;
+
+const char *rtp_room_drop_name(rtp_room_drop d); /* "muted", … (static strings) */
+
+/* Where a packet goes: the listener, the index of its slot and that slot (borrowed). */
+typedef struct rtp_room_dest {
+    uint32_t listener;
+    uint8_t slot_index;
+    rtp_slot *slot;
+} rtp_room_dest;
+
+/* One packet from `id` with RFC 6464 audio level (voice, level 0–127; a packet without the
+ * extension is passed as voice false, level 127) at `now_ms`. Writes its destinations to
+ * dests[0, cap) — cap = the number of participants always suffices — and returns their count
+ * (>= 0) with *why (if not NULL) RTP_ROOM_FORWARD, or 0 with *why the drop reason; -ENOSPC if
+ * cap was too small (decisions are kept; the first cap destinations are written). */
+int rtp_room_packet(rtp_room *r, uint32_t id, bool voice, uint8_t level, uint32_t now_ms,
+                    rtp_room_dest *dests, size_t cap, rtp_room_drop *why);
+
+/* A slot assignment change for a Speaking notice: `listener`'s slot `slot_index` now carries
+ * `speaker` (has_speaker) or nobody. */
+typedef struct rtp_room_change {
+    uint32_t listener;
+    uint32_t speaker;
+    uint8_t slot_index;
+    bool has_speaker;
+} rtp_room_change;
+
+/* Takes up to cap queued changes, oldest first, into out; returns how many. *resend (if not NULL)
+ * tells whether the ring overflowed since the last drain: the queued changes were then discarded
+ * and the caller resends every slot's state (rtp_room_slot_speaker()); the flag is cleared. */
+size_t rtp_room_drain(rtp_room *r, rtp_room_change *out, size_t cap, bool *resend);
+
+/* Current speaker on listener `id`'s slot `slot_index`: 0 with *speaker set, -ENODATA (free
+ * slot), -ENOENT (no such listener) or -EINVAL (index out of range). */
+int rtp_room_slot_speaker(const rtp_room *r, uint32_t id, unsigned slot_index, uint32_t *speaker);
+
+/* The room's n_slots and the number of participants in it. */
+unsigned rtp_room_n_slots(const rtp_room *r);
+unsigned rtp_room_count(const rtp_room *r);
+
 #endif
