@@ -283,7 +283,8 @@ enum {
  * -EEXIST (id already in the room), -ENOSPC (room full), -EINVAL (slots NULL, unknown flags). */
 int rtp_room_join(rtp_room *r, uint32_t id, unsigned flags, const rtp_room_slot_cfg *slots);
 /* Removes `id`: it leaves the selection and every other listener's slot that held it is freed
- * (a change with no speaker). 0 or -ENOENT. */
+ * (a change with no speaker); changes still queued for `id` as a listener are dropped. 0 or
+ * -ENOENT. */
 int rtp_room_leave(rtp_room *r, uint32_t id);
 /* Replaces the flags of `id`. Becoming muted or suppressed takes it out of the selection at once
  * and frees the slots holding it; becoming deaf frees its own slots. 0, -ENOENT or -EINVAL. */

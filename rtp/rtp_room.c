@@ -33,7 +33,8 @@
  *      changes are then not queued until the next drain, where the caller reads the full state.
  *   6. Leave, mute and suppress take the speaker out of the selection at once and free the slots
  *      holding it in every listener (queued as changes to none); deafening frees the listener's
- *      own slots. Those are control-plane events: they walk every participant.
+ *      own slots. A leaver's own slots are not reported, and changes still queued for it are
+ *      dropped. Those are control-plane events: they walk every participant and the ring.
  *
  * Cost per packet: O(1) to find P (open-addressing table), O(N) for the selection, and O(M × N)
  * for the fan-out over the room's M participants — the caller sends M copies anyway. No
@@ -146,6 +147,17 @@ static void push_change(rtp_room *r, uint32_t q, unsigned s, uint32_t spk)
     c->has_speaker = spk != NONE;
     c->speaker = spk != NONE ? r->parts[spk].id : 0;
     r->ring_len++;
+}
+
+/* Drops queued changes addressed to listener `id` (it left: nobody to tell). */
+static void ring_purge(rtp_room *r, uint32_t id)
+{
+    uint32_t kept = 0;
+    for (uint32_t k = 0; k < r->ring_len; k++) {
+        const rtp_room_change *c = &r->ring[(r->ring_head + k) % r->ring_cap];
+        if (c->listener != id) r->ring[(r->ring_head + kept++) % r->ring_cap] = *c;
+    }
+    r->ring_len = kept;
 }
 
 static void slot_set(rtp_room *r, uint32_t q, unsigned s, uint32_t spk)
@@ -315,6 +327,7 @@ int rtp_room_leave(rtp_room *r, uint32_t id)
     sel_remove(r, idx);
     free_slots_holding(r, idx);
     table_del(r, id);
+    ring_purge(r, id);
     r->parts[idx].used = false;
     r->count--;
     return 0;

@@ -426,6 +426,19 @@ TEST(leave_frees_slots_changes_once_ring_overflow_asks_for_resend)
     CHECK_EQ_INT(drain_all(r, NULL), 0); /* nothing moved */
     rtp_room_destroy(r);
 
+    /* a listener that leaves before the drain: the changes queued for it are dropped */
+    r = mk(8, 3, 0);
+    for (uint32_t id = 1; id <= 4; id++)
+        CHECK_EQ_INT(join(r, id, 0), 0);
+    for (uint32_t p = 1; p <= 3; p++)
+        pkt(r, p, 30, 0, NULL);
+    CHECK_EQ_INT(rtp_room_leave(r, 4), 0);
+    nc = drain_all(r, NULL);
+    CHECK_EQ_INT(nc, 6);
+    for (size_t i = 0; i < nc; i++)
+        CHECK(changes[i].listener != 4);
+    rtp_room_destroy(r);
+
     /* a ring of 4 and 9 assignments: overflow, one resend, then normal again */
     r = mk(8, 3, 4);
     for (uint32_t id = 1; id <= 4; id++)
@@ -502,6 +515,91 @@ TEST(refusals)
     rtp_room_destroy(NULL);
 }
 
+/* Random joins, leaves, flag changes and packets (levels, silence, gaps) against the invariants a
+ * listener relies on, and a mirror of every listener's slots kept only from the drained changes:
+ * it must equal the room's state at every drain (each change reported once, none missed). */
+static uint32_t rnd_state = 12345;
+
+static uint32_t rnd(uint32_t n)
+{
+    rnd_state = rnd_state * 1103515245u + 12345u;
+    return (rnd_state >> 8) % n;
+}
+
+TEST(random_operations_keep_the_invariants_and_the_mirror)
+{
+    enum { P = 12 };
+    for (uint8_t n_slots = 1; n_slots <= 3; n_slots++) {
+        rtp_room *r = mk(P, n_slots, 0);
+        bool in[P + 1] = {0};
+        unsigned flags[P + 1] = {0};
+        int mirror[P + 1][RTP_ROOM_MAX_SLOTS];
+        memset(mirror, 0, sizeof mirror);
+        uint32_t now = 0;
+        long forwarded = 0;
+        for (int step = 0; step < 50000; step++) {
+            uint32_t id = 1 + rnd(P);
+            uint32_t action = rnd(100);
+            now += rnd(4) == 0 ? rnd(700) : rnd(8);
+            if (!in[id]) {
+                if (action < 30) {
+                    flags[id] = rnd(8) == 0 ? RTP_ROOM_DEAF : 0;
+                    CHECK_EQ_INT(join(r, id, flags[id]), 0);
+                    in[id] = true;
+                    memset(mirror[id], 0, sizeof mirror[id]);
+                }
+            } else if (action < 2) {
+                CHECK_EQ_INT(rtp_room_leave(r, id), 0);
+                in[id] = false;
+            } else if (action < 5) {
+                flags[id] = rnd(8);
+                CHECK_EQ_INT(rtp_room_set_flags(r, id, flags[id]), 0);
+            } else {
+                uint8_t level = rnd(5) == 0 ? QUIET : (uint8_t)(20 + 5 * (id % 6) + rnd(4));
+                rtp_room_drop why;
+                int n = pkt(r, id, level, now, &why);
+                CHECK(n >= 0);
+                if (flags[id] & RTP_ROOM_MUTED) CHECK_EQ_INT(why, RTP_ROOM_DROP_MUTED);
+                for (int i = 0; i < n; i++) {
+                    uint32_t q = dests[i].listener;
+                    CHECK(q != id && q <= P && in[q] && !(flags[q] & RTP_ROOM_DEAF));
+                    CHECK(dests[i].slot_index < n_slots);
+                    CHECK_EQ_INT(speaker_on(r, q, dests[i].slot_index), id);
+                    for (int j = 0; j < i; j++)
+                        CHECK(dests[j].listener != q);
+                }
+                forwarded += n;
+            }
+            { /* a step changes at most P - 1 + N slots: the ring (2 x P x N) never fills */
+                bool resend;
+                size_t nc = drain_all(r, &resend);
+                CHECK(!resend);
+                for (size_t i = 0; i < nc; i++) {
+                    const rtp_room_change *c = &changes[i];
+                    CHECK(c->listener <= P && in[c->listener] && c->slot_index < n_slots);
+                    int v = c->has_speaker ? (int)c->speaker : 0;
+                    CHECK(mirror[c->listener][c->slot_index] != v); /* a real change */
+                    mirror[c->listener][c->slot_index] = v;
+                }
+                for (uint32_t q = 1; q <= P; q++) {
+                    if (!in[q]) continue;
+                    for (unsigned s = 0; s < n_slots; s++) {
+                        int v = speaker_on(r, q, s);
+                        CHECK_EQ_INT(mirror[q][s], v < 0 ? 0 : v);
+                        if (v > 0) {
+                            CHECK(in[v] && (uint32_t)v != q);
+                            for (unsigned t = 0; t < s; t++)
+                                CHECK(speaker_on(r, q, t) != v);
+                        }
+                    }
+                }
+            }
+        }
+        CHECK(forwarded > 10000);
+        rtp_room_destroy(r);
+    }
+}
+
 int main(void)
 {
     RUN(three_talking_hear_each_other_on_fixed_slots);
@@ -511,6 +609,7 @@ int main(void)
     RUN(mute_suppress_leave_the_selection_at_once_deaf_is_never_a_destination);
     RUN(leave_frees_slots_changes_once_ring_overflow_asks_for_resend);
     RUN(five_hundred_listeners_three_speakers);
+    RUN(random_operations_keep_the_invariants_and_the_mirror);
     RUN(refusals);
     return test_summary();
 }
