@@ -37,8 +37,9 @@
  *      dropped. Those are control-plane events: they walk every participant and the ring.
  *
  * Cost per packet: O(1) to find P (open-addressing table), O(N) for the selection, and O(M × N)
- * for the fan-out over the room's M participants — the caller sends M copies anyway. No
- * allocation: participants, slots, the id table and the change ring are arrays sized at creation.
+ * for the fan-out over the M participants present (a dense list, not the room's bound) — the
+ * caller sends M copies anyway. No allocation: participants, the list of those present, slots,
+ * the id table and the change ring are arrays sized at creation.
  */
 #include "rtp/rtp.h"
 
@@ -60,8 +61,9 @@ typedef struct part {
     bool heard;    /* has had a voiced packet (last_voice_ms is meaningful) */
     bool has_last; /* last_ms is meaningful */
     unsigned flags;
-    int rank;     /* place in the selection, -1 when not selected */
-    int32_t loud; /* smoothed loudness above silence, 1/256 dB */
+    int rank;          /* place in the selection, -1 when not selected */
+    uint32_t live_pos; /* its place in rtp_room.live */
+    int32_t loud;      /* smoothed loudness above silence, 1/256 dB */
     uint32_t last_ms;
     uint32_t last_voice_ms;
     uint32_t spk[RTP_ROOM_MAX_SLOTS]; /* index of the speaker on each slot, NONE when free */
@@ -73,6 +75,7 @@ struct rtp_room {
     uint32_t count;
     uint32_t min_ts_step;
     part *parts;     /* [max] */
+    uint32_t *live;  /* [count]: indices of the participants present, in no particular order */
     rtp_slot *slots; /* [max * n]: participant i's slots at i * n */
     uint32_t *table; /* id -> index, open addressing, [tmask + 1], NONE when empty */
     uint32_t tmask;
@@ -83,8 +86,7 @@ struct rtp_room {
     bool ring_overflow;
 };
 
-/* ---- id table ---------------------------------------------------------------------------------
- */
+/* ---- id table -------------------------------------------------------------------------------- */
 
 static uint32_t hash_id(uint32_t id)
 {
@@ -130,8 +132,7 @@ static void table_del(rtp_room *r, uint32_t id)
     r->table[hole] = NONE;
 }
 
-/* ---- change ring ------------------------------------------------------------------------------
- */
+/* ---- change ring ----------------------------------------------------------------------------- */
 
 static void push_change(rtp_room *r, uint32_t q, unsigned s, uint32_t spk)
 {
@@ -170,15 +171,15 @@ static void slot_set(rtp_room *r, uint32_t q, unsigned s, uint32_t spk)
 /* Frees every slot, in every listener, that carries speaker `idx`. */
 static void free_slots_holding(rtp_room *r, uint32_t idx)
 {
-    for (uint32_t q = 0; q < r->max; q++) {
-        if (!r->parts[q].used || q == idx) continue;
+    for (uint32_t k = 0; k < r->count; k++) {
+        uint32_t q = r->live[k];
+        if (q == idx) continue;
         for (unsigned s = 0; s < r->n; s++)
             if (r->parts[q].spk[s] == idx) slot_set(r, q, s, NONE);
     }
 }
 
-/* ---- selection --------------------------------------------------------------------------------
- */
+/* ---- selection ------------------------------------------------------------------------------- */
 
 static bool is_active(const part *p, uint32_t now)
 {
@@ -255,8 +256,7 @@ static void update_loudness(part *p, bool voice, uint8_t level, uint32_t now)
     }
 }
 
-/* ---- public -----------------------------------------------------------------------------------
- */
+/* ---- public ---------------------------------------------------------------------------------- */
 
 int rtp_room_create(const rtp_room_config *cfg, rtp_room **out)
 {
@@ -274,10 +274,11 @@ int rtp_room_create(const rtp_room_config *cfg, rtp_room **out)
         tsize <<= 1;
     r->tmask = tsize - 1;
     r->parts = calloc(r->max, sizeof *r->parts);
+    r->live = calloc(r->max, sizeof *r->live);
     r->slots = calloc((size_t)r->max * r->n, sizeof *r->slots);
     r->table = malloc(tsize * sizeof *r->table);
     r->ring = calloc(r->ring_cap, sizeof *r->ring);
-    if (!r->parts || !r->slots || !r->table || !r->ring) goto fail;
+    if (!r->parts || !r->live || !r->slots || !r->table || !r->ring) goto fail;
     memset(r->table, 0xff, tsize * sizeof *r->table); /* NONE */
     *out = r;
     return 0;
@@ -292,6 +293,7 @@ void rtp_room_destroy(rtp_room *r)
     free(r->ring);
     free(r->table);
     free(r->slots);
+    free(r->live);
     free(r->parts);
     free(r);
 }
@@ -316,7 +318,8 @@ int rtp_room_join(rtp_room *r, uint32_t id, unsigned flags, const rtp_room_slot_
                       r->min_ts_step);
     }
     table_put(r, id, idx);
-    r->count++;
+    p->live_pos = r->count;
+    r->live[r->count++] = idx;
     return 0;
 }
 
@@ -329,7 +332,9 @@ int rtp_room_leave(rtp_room *r, uint32_t id)
     table_del(r, id);
     ring_purge(r, id);
     r->parts[idx].used = false;
-    r->count--;
+    uint32_t last = r->live[--r->count];
+    r->live[r->parts[idx].live_pos] = last;
+    r->parts[last].live_pos = r->parts[idx].live_pos;
     return 0;
 }
 
@@ -393,9 +398,10 @@ int rtp_room_packet(rtp_room *r, uint32_t id, bool voice, uint8_t level, uint32_
     bool everyone = p->rank < (int)r->n; /* in the top N of every listener */
     size_t nd = 0;
     bool short_cap = false;
-    for (uint32_t q = 0; q < r->max; q++) {
+    for (uint32_t k = 0; k < r->count; k++) {
+        uint32_t q = r->live[k];
         part *l = &r->parts[q];
-        if (!l->used || q == pi || (l->flags & RTP_ROOM_DEAF)) continue;
+        if (q == pi || (l->flags & RTP_ROOM_DEAF)) continue;
         if (!everyone && l->rank < 0) continue;
         unsigned s, take = r->n;
         for (s = 0; s < r->n && l->spk[s] != pi; s++) {
