@@ -253,6 +253,8 @@ static void update_loudness(part *p, bool voice, uint8_t level, uint32_t now)
     if (voiced) {
         p->heard = true;
         p->last_voice_ms = now;
+    } else if (!is_active(p, now)) {
+        p->heard = false; /* so that 2^32 ms of silence later it does not look recent again */
     }
 }
 

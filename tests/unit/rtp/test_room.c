@@ -538,6 +538,27 @@ TEST(five_hundred_listeners_three_speakers)
     rtp_room_destroy(r);
 }
 
+TEST(the_clock_wraps)
+{
+    rtp_room *r = mk(4, 3, 0);
+    CHECK_EQ_INT(join(r, 1, 0), 0);
+    CHECK_EQ_INT(join(r, 2, 0), 0);
+    rtp_room_drop why;
+    /* talking across the wrap of now_ms */
+    uint32_t now = UINT32_MAX - 100;
+    for (int i = 0; i < 20; i++, now += TICK) {
+        CHECK_EQ_INT(pkt(r, 1, 30, now, &why), 1);
+        CHECK_EQ_INT(why, RTP_ROOM_FORWARD);
+    }
+    /* silent for 2^32 ms: the same now_ms again is not "recent" */
+    uint32_t last_voice = now - TICK;
+    CHECK_EQ_INT(pkt(r, 1, QUIET, now + 1000, &why), 0);
+    CHECK_EQ_INT(why, RTP_ROOM_DROP_NOT_SELECTED);
+    CHECK_EQ_INT(pkt(r, 1, QUIET, last_voice + 100, &why), 0);
+    CHECK_EQ_INT(why, RTP_ROOM_DROP_NOT_SELECTED);
+    rtp_room_destroy(r);
+}
+
 TEST(refusals)
 {
     rtp_room *r = NULL;
@@ -654,6 +675,7 @@ int main(void)
     RUN(leave_frees_slots_changes_once_ring_overflow_asks_for_resend);
     RUN(five_hundred_listeners_three_speakers);
     RUN(random_operations_keep_the_invariants_and_the_mirror);
+    RUN(the_clock_wraps);
     RUN(refusals);
     return test_summary();
 }
