@@ -2,9 +2,10 @@
  * rtp — the packet-level code of the media relay: RFC 7983 demultiplexing of the one UDP port,
  * RTP parsing (RFC 3550) with RFC 8285 header extensions and the RFC 6464 audio level, RTCP
  * compound parsing, the slot rewrite of the selective forwarding unit, and the writing of the
- * relay's own RTP headers.
+ * relay's own RTP headers; and the forwarding decisions of a room (rtp_room, at the end).
  *
- * Pure code: no sockets, no threads, no clock, no allocation. Every function works on bytes the
+ * Pure code: no sockets, no threads, no clock, no allocation on the packet path (a room allocates
+ * everything once, in rtp_room_create()). Every function works on bytes the
  * caller owns and on small structs the caller owns (stack, or embedded in its own objects); the
  * parsed contexts (rtp_pkt, rtp_rtcp) hold borrowed pointers into the caller's buffer and are valid
  * as long as it is. Nothing here keeps global state, so any thread may call any function; a given
