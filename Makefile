@@ -10,6 +10,11 @@
 # A folder is a module; dependencies point one way:  lib <- store, rtp <- signalling <- voice.
 # voice/ holds the node itself (main, HTTP/WS edge) and links everything.
 
+# no built-in rules: they would try to "remake" the included .d files (e.g. link replay_x.d from
+# a replay_x.d.o made by the replay_%.o rule)
+MAKEFLAGS += --no-builtin-rules
+.SUFFIXES:
+
 BUILD   ?= build
 CC      ?= cc
 WERROR  ?=

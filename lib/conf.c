@@ -38,7 +38,7 @@ typedef struct opt {
 } opt;
 
 #define F(field) offsetof(conf, field)
-#define NOLIM 0, 0
+#define NOLIM    0, 0
 static const opt opts[] = {
     {"config", T_STR, F(config), NOLIM, "", "VOXD_CONFIG", "config file (`key = value` lines)"},
     {"rpc-listen", T_ADDR, F(rpc_listen), NOLIM, "127.0.0.1:8700", NULL,
@@ -65,7 +65,8 @@ static const opt opts[] = {
      "largest /rpc request body in bytes (413 above)"},
     {"events-retention", T_INT, F(events_retention), 1, 100000000, "100000", NULL,
      "events kept for the event stream at most"},
-    {"grant-ttl", T_DUR, F(grant_ttl_ms), 1000, 3600000, "120s", NULL, "voice grant token lifetime"},
+    {"grant-ttl", T_DUR, F(grant_ttl_ms), 1000, 3600000, "120s", NULL,
+     "voice grant token lifetime"},
     {"pending-timeout", T_DUR, F(pending_timeout_ms), 1000, 3600000, "30s", NULL,
      "a join unconfirmed by its media transport is removed after this"},
     {"ring-timeout", T_DUR, F(ring_timeout_ms), 1000, 3600000, "30s", NULL,
@@ -86,7 +87,7 @@ static const opt opts[] = {
 #undef F
 
 static const char *const type_names[] = {"string", "int",      "bool", "duration",
-                                          "addr",   "endpoint", "ip",   "level"};
+                                         "addr",   "endpoint", "ip",   "level"};
 
 typedef struct loader {
     conf *c;
@@ -179,8 +180,7 @@ int conf_addr_split(const char *s, char *host, size_t hostlen, int *port)
     host[hl] = '\0';
     if (parse_port(colon + 1, port) < 0) return -EINVAL;
     unsigned char buf[16];
-    if (inet_pton(AF_INET, host, buf) != 1 && inet_pton(AF_INET6, host, buf) != 1)
-        return -EINVAL;
+    if (inet_pton(AF_INET, host, buf) != 1 && inet_pton(AF_INET6, host, buf) != 1) return -EINVAL;
     return 0;
 }
 
@@ -210,8 +210,8 @@ static int set_value(loader *l, const opt *o, const char *val, enum rank rank, c
         if (parse_i64(val, &v) < 0)
             return fail(l, "%s: --%s: \"%s\" is not an integer", src, o->name, val);
         if (v < o->min || v > o->max)
-            return fail(l, "%s: --%s: %" PRId64 " is out of bounds [%" PRId64 ", %" PRId64 "]",
-                        src, o->name, v, o->min, o->max);
+            return fail(l, "%s: --%s: %" PRId64 " is out of bounds [%" PRId64 ", %" PRId64 "]", src,
+                        o->name, v, o->min, o->max);
         *(int64_t *)field = v;
         break;
     case T_DUR:
@@ -219,9 +219,8 @@ static int set_value(loader *l, const opt *o, const char *val, enum rank rank, c
             return fail(l, "%s: --%s: \"%s\" is not a duration (like 500ms, 30s, 2m, 1h)", src,
                         o->name, val);
         if (v < o->min || v > o->max)
-            return fail(l,
-                        "%s: --%s: %s is out of bounds [%" PRId64 "ms, %" PRId64 "ms]",
-                        src, o->name, val, o->min, o->max);
+            return fail(l, "%s: --%s: %s is out of bounds [%" PRId64 "ms, %" PRId64 "ms]", src,
+                        o->name, val, o->min, o->max);
         *(int64_t *)field = v;
         break;
     case T_BOOL:
@@ -261,9 +260,11 @@ static int set_value(loader *l, const opt *o, const char *val, enum rank rank, c
 
 static char *trim(char *s)
 {
-    while (isspace((unsigned char)*s)) s++;
+    while (isspace((unsigned char)*s))
+        s++;
     size_t n = strlen(s);
-    while (n && isspace((unsigned char)s[n - 1])) s[--n] = '\0';
+    while (n && isspace((unsigned char)s[n - 1]))
+        s[--n] = '\0';
     return s;
 }
 

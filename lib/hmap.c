@@ -80,7 +80,8 @@ static void grow(hmap *m)
     for (size_t i = 0; i < ocap; i++) {
         if (!old[i].hash) continue;
         size_t mask = m->cap - 1, j = old[i].hash & mask;
-        while (m->slots[j].hash) j = (j + 1) & mask;
+        while (m->slots[j].hash)
+            j = (j + 1) & mask;
         m->slots[j] = old[i];
     }
     free(old);

@@ -24,9 +24,9 @@ void *hmap_put(hmap *m, const void *key, size_t klen, void *val);
 void *hmap_del(hmap *m, const void *key, size_t klen);
 
 /* String-key conveniences. */
-#define hmap_gets(m, s) hmap_get((m), (s), strlen(s))
+#define hmap_gets(m, s)    hmap_get((m), (s), strlen(s))
 #define hmap_puts(m, s, v) hmap_put((m), (s), strlen(s), (v))
-#define hmap_dels(m, s) hmap_del((m), (s), strlen(s))
+#define hmap_dels(m, s)    hmap_del((m), (s), strlen(s))
 /* uint64-key conveniences (the key is the 8 bytes of the value). */
 void *hmap_getu(const hmap *m, uint64_t k);
 void *hmap_putu(hmap *m, uint64_t k, void *val);

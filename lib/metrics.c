@@ -20,9 +20,8 @@ static const struct {
 #undef METRICS_ROW_
 };
 
-static const double hist_le[METRICS_HIST_NB] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025,
-                                                0.005,  0.01,    0.025,  0.05,  0.1,
-                                                0.25,   0.5,     1,      2.5,   5};
+static const double hist_le[METRICS_HIST_NB] = {
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
 
 const char *metrics_name(enum metrics_id id)
 {

@@ -20,7 +20,7 @@
       "RPC requests by method and HTTP status code")                                               \
     X(M_RPC_DURATION, "voxd_rpc_request_duration_seconds", "histogram",                            \
       "RPC request latency from the end of the body to the reply, by method")                      \
-    X(M_VOICE_CONNS, "voxd_voice_connections", "gauge", "Voice connections by state")             \
+    X(M_VOICE_CONNS, "voxd_voice_connections", "gauge", "Voice connections by state")              \
     X(M_CALLS, "voxd_calls", "gauge", "DM and group DM calls by state")                            \
     X(M_RING_OUTCOMES, "voxd_ring_outcomes_total", "counter", "Rings by outcome")                  \
     X(M_GRANTS_ISSUED, "voxd_grants_issued_total", "counter", "Voice server grants issued")        \
@@ -28,17 +28,17 @@
     X(M_TOKEN_FAILURES, "voxd_token_failures_total", "counter",                                    \
       "Voice tokens refused at Identify, by reason")                                               \
     X(M_GHOST_REAPS, "voxd_ghost_reaps_total", "counter",                                          \
-      "Voice connections removed because their client never showed up or went away")              \
+      "Voice connections removed because their client never showed up or went away")               \
     X(M_EVENTS_EMITTED, "voxd_events_emitted_total", "counter",                                    \
-      "Events published on the event stream")                                                     \
+      "Events published on the event stream")                                                      \
     X(M_EVENTS_ACKED, "voxd_events_acked", "gauge",                                                \
-      "Highest event seq acked by every known consumer")                                          \
+      "Highest event seq acked by every known consumer")                                           \
     X(M_EVENTS_RETAINED, "voxd_events_retained", "gauge", "Events retained for the stream")        \
     X(M_EVENT_CLIENTS, "voxd_event_stream_clients", "gauge", "Connected /events clients")          \
     X(M_STORE_WRITES, "voxd_store_writes_total", "counter",                                        \
-      "State writes produced by the core (committed to the database when one is configured)")    \
+      "State writes produced by the core (committed to the database when one is configured)")      \
     X(M_STORE_UP, "voxd_store_up", "gauge",                                                        \
-      "1 when the database is reachable and the state is loaded (1 without a database)")          \
+      "1 when the database is reachable and the state is loaded (1 without a database)")           \
     X(M_STORE_QUEUE, "voxd_store_queue_depth", "gauge",                                            \
       "Writes waiting for a commit, and requests parked while the database is unreachable")        \
     X(M_STORE_COMMITS, "voxd_store_commits_total", "counter", "Database commits by result")        \

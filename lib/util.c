@@ -153,7 +153,8 @@ bool ct_equal(const void *a, const void *b, size_t n)
 {
     const volatile unsigned char *x = a, *y = b;
     unsigned char d = 0;
-    for (size_t i = 0; i < n; i++) d |= x[i] ^ y[i];
+    for (size_t i = 0; i < n; i++)
+        d |= x[i] ^ y[i];
     return d == 0;
 }
 

@@ -34,8 +34,8 @@ long b64url_decode(const char *in, size_t n, void *out, size_t cap);
 /* Constant-time comparison of two equal-length buffers. */
 bool ct_equal(const void *a, const void *b, size_t n);
 
-int64_t time_now_ms(void);       /* CLOCK_REALTIME, ms since the Unix epoch */
-int64_t time_mono_ns(void);      /* CLOCK_MONOTONIC */
+int64_t time_now_ms(void);  /* CLOCK_REALTIME, ms since the Unix epoch */
+int64_t time_mono_ns(void); /* CLOCK_MONOTONIC */
 /* ISO 8601 UTC with milliseconds: 2026-11-27T19:24:39.123Z (buf >= 32) */
 char *time_iso8601(int64_t ms, char buf[32]);
 

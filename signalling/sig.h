@@ -32,9 +32,9 @@ typedef struct sig_core sig_core;
 typedef int (*sig_random_fn)(void *buf, size_t len, void *ud); /* 0 or -errno */
 
 typedef struct sig_config {
-    const char *node_id;  /* identity in the region, bound into grants */
-    const char *region;   /* region name, reported by node.status */
-    const char *endpoint; /* host:port that grants name as `endpoint` */
+    const char *node_id;               /* identity in the region, bound into grants */
+    const char *region;                /* region name, reported by node.status */
+    const char *endpoint;              /* host:port that grants name as `endpoint` */
     const unsigned char *token_secret; /* HS256 key shared by the region */
     size_t token_secret_len;
     int64_t grant_ttl_ms;        /* token lifetime (default 120 s) */
@@ -103,7 +103,8 @@ int sig_grant_redeem(sig_core *c, const char *token, int64_t now_ms, sig_identit
  * -ENOENT if the connection does not exist. */
 int sig_conn_confirm(sig_core *c, const char *connection_id, int64_t now_ms);
 
-/* ---- effects ---------------------------------------------------------------------------------- */
+/* ---- effects ----------------------------------------------------------------------------------
+ */
 typedef struct sig_reply {
     uint64_t req;
     int status;         /* HTTP status */
@@ -127,7 +128,7 @@ typedef enum sig_write_kind {
 
 typedef struct sig_write {
     sig_write_kind kind;
-    char *key;  /* owned */
+    char *key;   /* owned */
     json_t *row; /* owned reference, NULL for deletes */
 } sig_write;
 
@@ -147,18 +148,25 @@ void sig_effects_take(sig_core *c, sig_effects *out);
 void sig_effects_free(sig_effects *fx); /* frees the contents (NULL entries skipped), not fx */
 
 /* ---- recovery -----------------------------------------------------------------------------------
- * A durable node rebuilds the core from the rows it persisted (the `row`s of the PUT writes, keyed as
- * there): call sig_core_restore() for each row in any order, then sig_core_restore_done() once, then
- * sig_tick(now) so that deadlines that passed while the node was down fire at once. Timers resume at
- * their original absolute deadlines. Returns 0, or -EINVAL for a row that does not parse (skip it and
- * log it), or -EEXIST for a duplicate key. Restoring emits no effects. */
+ * A durable node rebuilds the core from the rows it persisted (the `row`s of the PUT writes, keyed
+ * as there): call sig_core_restore() for each row in any order, then sig_core_restore_done() once,
+ * then sig_tick(now) so that deadlines that passed while the node was down fire at once. Timers
+ * resume at their original absolute deadlines. Returns 0, or -EINVAL for a row that does not parse
+ * (skip it and log it), or -EEXIST for a duplicate key. Restoring emits no effects. */
 int sig_core_restore(sig_core *c, sig_write_kind kind, const char *key, json_t *row);
 void sig_core_restore_done(sig_core *c);
 
 /* ---- counters and gauges for /metrics -------------------------------------------------------- */
-enum { SIG_TOKEN_FAIL_MALFORMED, SIG_TOKEN_FAIL_SIGNATURE, SIG_TOKEN_FAIL_EXPIRED,
-       SIG_TOKEN_FAIL_REPLAYED,  SIG_TOKEN_FAIL_NODE,      SIG_TOKEN_FAIL_CONNECTION,
-       SIG_TOKEN_FAIL_MISMATCH,  SIG_TOKEN_FAIL__N };
+enum {
+    SIG_TOKEN_FAIL_MALFORMED,
+    SIG_TOKEN_FAIL_SIGNATURE,
+    SIG_TOKEN_FAIL_EXPIRED,
+    SIG_TOKEN_FAIL_REPLAYED,
+    SIG_TOKEN_FAIL_NODE,
+    SIG_TOKEN_FAIL_CONNECTION,
+    SIG_TOKEN_FAIL_MISMATCH,
+    SIG_TOKEN_FAIL__N
+};
 extern const char *const sig_token_fail_names[SIG_TOKEN_FAIL__N]; /* "malformed", ... */
 
 typedef struct sig_stats {

@@ -43,7 +43,8 @@ static json_t *sf(uint64_t v)
 static json_t *ids_json(const uint64_t *v, size_t n)
 {
     json_t *a = json_array();
-    for (size_t i = 0; i < n; i++) json_array_append_new(a, sf(v[i]));
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, sf(v[i]));
     return a;
 }
 
@@ -63,7 +64,8 @@ bool sig_call_is_recipient(const sig_call *call, uint64_t user)
 static json_t *ringing_json(const sig_call *call)
 {
     json_t *a = json_array();
-    for (size_t i = 0; i < call->nrings; i++) json_array_append_new(a, sf(call->rings[i].user_id));
+    for (size_t i = 0; i < call->nrings; i++)
+        json_array_append_new(a, sf(call->rings[i].user_id));
     return a;
 }
 
@@ -72,7 +74,8 @@ static json_t *voice_states(sig_core *c, const sig_call *call)
     sig_room *r = call_room(c, call);
     size_t n = 0;
     sig_conn **v = xmalloc(sizeof *v * (r ? r->nconns + 1 : 1));
-    for (sig_conn *k = r ? r->conns : NULL; k; k = k->room_next) v[n++] = k;
+    for (sig_conn *k = r ? r->conns : NULL; k; k = k->room_next)
+        v[n++] = k;
     json_t *a = sig_states_json(c, v, n);
     free(v);
     return a;
@@ -101,7 +104,8 @@ char *sig_call_visible_sig(sig_core *c, const sig_call *call)
     sig_room *r = call_room(c, call);
     size_t n = 0;
     sig_conn **v = xmalloc(sizeof *v * (r ? r->nconns + 1 : 1));
-    for (sig_conn *k = r ? r->conns : NULL; k; k = k->room_next) v[n++] = k;
+    for (sig_conn *k = r ? r->conns : NULL; k; k = k->room_next)
+        v[n++] = k;
     json_t *states = sig_states_json(c, v, n);
     free(v);
     size_t i;
@@ -214,7 +218,8 @@ static void ring(sig_core *c, sig_call *call, uint64_t user, int64_t now)
 {
     int64_t deadline = now + c->cfg.ring_timeout_ms;
     size_t i = 0;
-    while (i < call->nrings && call->rings[i].user_id != user) i++;
+    while (i < call->nrings && call->rings[i].user_id != user)
+        i++;
     if (i == call->nrings) {
         call->rings = xrealloc(call->rings, (call->nrings + 1) * sizeof(sig_ring));
         call->nrings++;
@@ -228,7 +233,8 @@ void sig_call_on_join(sig_core *c, sig_call *call, sig_conn *k, int64_t now)
 {
     if (remove_ring(call, k->user_id)) c->st.ring_answered++;
     bool seen = false;
-    for (size_t i = 0; i < call->nhistory && !seen; i++) seen = call->history[i] == k->user_id;
+    for (size_t i = 0; i < call->nhistory && !seen; i++)
+        seen = call->history[i] == k->user_id;
     if (!seen) {
         call->history = xrealloc(call->history, (call->nhistory + 1) * sizeof(uint64_t));
         call->history[call->nhistory++] = k->user_id;
@@ -251,7 +257,8 @@ void sig_call_fire_ring(sig_core *c, uint64_t channel, uint64_t user, int64_t de
     sig_call *call = sig_call_get(c, channel);
     if (!call) return;
     size_t i = 0;
-    while (i < call->nrings && call->rings[i].user_id != user) i++;
+    while (i < call->nrings && call->rings[i].user_id != user)
+        i++;
     if (i == call->nrings || call->rings[i].deadline != deadline) return;
     remove_ring(call, user);
     c->st.ring_timed_out++;
@@ -269,7 +276,8 @@ void sig_call_fire_idle(sig_core *c, uint64_t channel, int64_t deadline, int64_t
     call_end(c, call, now);
 }
 
-/* ---- methods ------------------------------------------------------------------------------------ */
+/* ---- methods ------------------------------------------------------------------------------------
+ */
 
 static int get_call(sig_core *c, sig_params *p, sig_call **out, sig_err *e)
 {
@@ -297,7 +305,8 @@ static bool iso8601_ok(const char *s)
     if (*t == '.') {
         t++;
         if (*t < '0' || *t > '9') return false;
-        while (*t >= '0' && *t <= '9') t++;
+        while (*t >= '0' && *t <= '9')
+            t++;
     }
     if (strcmp(t, "Z") == 0) return true;
     return (t[0] == '+' || t[0] == '-') && strlen(t) == 6 && t[3] == ':';
@@ -335,7 +344,8 @@ int sig_m_call_create(sig_core *c, json_t *params, int64_t now, json_t **result,
         goto out;
     }
     bool caller_in = false;
-    for (size_t i = 0; i < nrecips; i++) caller_in |= recips[i] == caller;
+    for (size_t i = 0; i < nrecips; i++)
+        caller_in |= recips[i] == caller;
     if (!caller_in) {
         st = sig_fail(e, 400, "INVALID_REQUEST", "params.caller_id",
                       "caller_id must be one of the recipients");
@@ -343,7 +353,8 @@ int sig_m_call_create(sig_core *c, json_t *params, int64_t now, json_t **result,
     }
     for (size_t i = 0; i < nringing; i++) {
         bool in = false;
-        for (size_t j = 0; j < nrecips; j++) in |= recips[j] == ringing[i];
+        for (size_t j = 0; j < nrecips; j++)
+            in |= recips[j] == ringing[i];
         if (!in) {
             char f[48];
             snprintf(f, sizeof f, "params.ringing[%zu]", i);
@@ -438,7 +449,8 @@ int sig_m_call_stop_ringing(sig_core *c, json_t *params, int64_t now, json_t **r
         return 400;
     }
     if (have) {
-        for (size_t i = 0; i < n; i++) c->st.ring_declined += remove_ring(call, users[i]);
+        for (size_t i = 0; i < n; i++)
+            c->st.ring_declined += remove_ring(call, users[i]);
     } else {
         c->st.ring_declined += call->nrings;
         call->nrings = 0;
@@ -449,8 +461,7 @@ int sig_m_call_stop_ringing(sig_core *c, json_t *params, int64_t now, json_t **r
     return 200;
 }
 
-int sig_m_call_update_region(sig_core *c, json_t *params, int64_t now, json_t **result,
-                             sig_err *e)
+int sig_m_call_update_region(sig_core *c, json_t *params, int64_t now, json_t **result, sig_err *e)
 {
     sig_params p;
     sp_init(&p, params, e);
@@ -497,7 +508,8 @@ int sig_m_call_delete(sig_core *c, json_t *params, int64_t now, json_t **result,
     if (sp_done(&p) < 0) return 400;
     call->ending = true;
     sig_room *r;
-    while ((r = call_room(c, call)) != NULL) sig_conn_remove(c, r->conns, "call_deleted", now);
+    while ((r = call_room(c, call)) != NULL)
+        sig_conn_remove(c, r->conns, "call_deleted", now);
     call_end(c, call, now);
     *result = json_pack("{s:b}", "ended", 1);
     return 200;
@@ -513,11 +525,10 @@ int sig_m_node_status(sig_core *c, json_t *params, int64_t now, json_t **result,
     sig_get_stats(c, &st);
     json_t *load = json_pack("{s:I,s:I,s:I,s:I}", "connections",
                              (json_int_t)(st.conns_active + st.conns_pending), "pending",
-                             (json_int_t)st.conns_pending, "calls",
-                             (json_int_t)hmap_size(c->calls), "channels",
-                             (json_int_t)hmap_size(c->rooms));
+                             (json_int_t)st.conns_pending, "calls", (json_int_t)hmap_size(c->calls),
+                             "channels", (json_int_t)hmap_size(c->rooms));
     *result = json_pack("{s:s,s:s,s:s,s:s,s:o,s:I}", "node_id", c->cfg.node_id, "region",
-                        c->cfg.region, "endpoint", c->cfg.endpoint, "health", c->health, "load", load,
-                        "uptime_seconds", (json_int_t)((now - c->started_at) / 1000));
+                        c->cfg.region, "endpoint", c->cfg.endpoint, "health", c->health, "load",
+                        load, "uptime_seconds", (json_int_t)((now - c->started_at) / 1000));
     return 200;
 }

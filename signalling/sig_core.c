@@ -78,7 +78,8 @@ void sig_core_free(sig_core *c)
     if (!c) return;
     size_t it = 0;
     void *v;
-    while (hmap_next(c->conns, &it, NULL, NULL, &v)) conn_free(v);
+    while (hmap_next(c->conns, &it, NULL, NULL, &v))
+        conn_free(v);
     it = 0;
     while (hmap_next(c->rooms, &it, NULL, NULL, &v)) {
         sig_room *r = v;
@@ -86,11 +87,14 @@ void sig_core_free(sig_core *c)
         free(r);
     }
     it = 0;
-    while (hmap_next(c->users, &it, NULL, NULL, &v)) free(v);
+    while (hmap_next(c->users, &it, NULL, NULL, &v))
+        free(v);
     it = 0;
-    while (hmap_next(c->calls, &it, NULL, NULL, &v)) sig_call_free(v);
+    while (hmap_next(c->calls, &it, NULL, NULL, &v))
+        sig_call_free(v);
     it = 0;
-    while (hmap_next(c->nonces, &it, NULL, NULL, &v)) free(v);
+    while (hmap_next(c->nonces, &it, NULL, NULL, &v))
+        free(v);
     for (sig_held *h = c->held, *n; h; h = n) {
         n = h->next;
         json_decref(h->params);
@@ -125,7 +129,8 @@ int sig_random(sig_core *c, void *buf, size_t n)
     return RAND_bytes(buf, (int)n) == 1 ? 0 : -EIO;
 }
 
-/* ---- effects ---------------------------------------------------------------------------------- */
+/* ---- effects ----------------------------------------------------------------------------------
+ */
 
 void sig_emit_reply(sig_core *c, uint64_t req, int status, const char *method, char *body)
 {
@@ -134,9 +139,8 @@ void sig_emit_reply(sig_core *c, uint64_t req, int status, const char *method, c
         c->cap_replies = c->cap_replies ? 2 * c->cap_replies : 8;
         fx->replies = xrealloc(fx->replies, c->cap_replies * sizeof *fx->replies);
     }
-    fx->replies[fx->nreplies++] =
-        (sig_reply){.req = req, .status = status, .method = method, .body = body,
-                    .len = strlen(body)};
+    fx->replies[fx->nreplies++] = (sig_reply){
+        .req = req, .status = status, .method = method, .body = body, .len = strlen(body)};
 }
 
 void sig_emit_event(sig_core *c, const char *name, json_t *scope, json_t *data)
@@ -177,8 +181,10 @@ void sig_effects_take(sig_core *c, sig_effects *out)
 void sig_effects_free(sig_effects *fx)
 {
     if (!fx) return;
-    for (size_t i = 0; i < fx->nreplies; i++) free(fx->replies[i].body);
-    for (size_t i = 0; i < fx->nevents; i++) free(fx->events[i]);
+    for (size_t i = 0; i < fx->nreplies; i++)
+        free(fx->replies[i].body);
+    for (size_t i = 0; i < fx->nevents; i++)
+        free(fx->events[i]);
     for (size_t i = 0; i < fx->nwrites; i++) {
         free(fx->writes[i].key);
         json_decref(fx->writes[i].row);
@@ -198,7 +204,8 @@ char *sig_error_body(const char *code, const char *message)
     return s;
 }
 
-/* ---- timers ----------------------------------------------------------------------------------- */
+/* ---- timers -----------------------------------------------------------------------------------
+ */
 
 static void heap_swap(sig_timer *h, size_t a, size_t b)
 {
@@ -274,7 +281,8 @@ void sig_tick(sig_core *c, int64_t now)
     }
 }
 
-/* ---- statistics ------------------------------------------------------------------------------- */
+/* ---- statistics -------------------------------------------------------------------------------
+ */
 
 void sig_get_stats(const sig_core *c, sig_stats *out)
 {
@@ -300,5 +308,6 @@ void sig_get_stats(const sig_core *c, sig_stats *out)
             out->calls_ringing++;
     }
     out->held_joins = 0;
-    for (const sig_held *h = c->held; h; h = h->next) out->held_joins++;
+    for (const sig_held *h = c->held; h; h = h->next)
+        out->held_joins++;
 }

@@ -48,10 +48,10 @@ json_t *sig_grant_issue(sig_core *c, const sig_conn *k, int64_t now)
     b64url_encode(rnd, sizeof rnd, nonce);
     room_name(k->guild_id, k->channel_id, room);
     int64_t exp_ms = now + c->cfg.grant_ttl_ms;
-    json_t *claims = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:I}", "sub",
-                               snowflake_fmt(k->user_id, user), "sid", k->session_id, "cid", k->id,
-                               "room", room, "node", c->cfg.node_id, "nonce", nonce, "iat",
-                               (json_int_t)(now / 1000), "exp", (json_int_t)((exp_ms + 999) / 1000));
+    json_t *claims = json_pack(
+        "{s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:I}", "sub", snowflake_fmt(k->user_id, user), "sid",
+        k->session_id, "cid", k->id, "room", room, "node", c->cfg.node_id, "nonce", nonce, "iat",
+        (json_int_t)(now / 1000), "exp", (json_int_t)((exp_ms + 999) / 1000));
     char *cj = json_dumps(claims, JSON_COMPACT);
     json_decref(claims);
     if (!cj) abort();

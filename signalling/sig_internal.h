@@ -133,13 +133,14 @@ struct sig_core {
 /* sig_core.c: effects, timers, randomness */
 void sig_emit_reply(sig_core *c, uint64_t req, int status, const char *method, char *body);
 void sig_emit_event(sig_core *c, const char *name, json_t *scope, json_t *data); /* steals both */
-void sig_emit_write(sig_core *c, sig_write_kind kind, const char *key, json_t *row); /* steals row */
+void sig_emit_write(sig_core *c, sig_write_kind kind, const char *key,
+                    json_t *row); /* steals row */
 void sig_timer_arm(sig_core *c, int kind, const char *key, uint64_t aux, int64_t deadline);
 int sig_random(sig_core *c, void *buf, size_t n);
 
 /* sig_voice.c */
-json_t *sig_conn_json(const sig_conn *k);              /* the voice state */
-json_t *sig_conn_row(const sig_conn *k);               /* voice state + internal fields */
+json_t *sig_conn_json(const sig_conn *k); /* the voice state */
+json_t *sig_conn_row(const sig_conn *k);  /* voice state + internal fields */
 sig_room *sig_room_get(sig_core *c, uint64_t guild, uint64_t channel);
 void sig_conn_persist(sig_core *c, const sig_conn *k); /* SIG_W_CONN_PUT */
 /* Removes a connection: version+1, broadcast as a leave, call bookkeeping. */
@@ -155,7 +156,8 @@ json_t *sig_call_scope(const sig_call *call);
 bool sig_call_is_recipient(const sig_call *call, uint64_t user);
 void sig_call_on_join(sig_core *c, sig_call *call, sig_conn *k, int64_t now);
 void sig_call_on_leave(sig_core *c, sig_call *call, int64_t now);
-void sig_call_fire_ring(sig_core *c, uint64_t channel, uint64_t user, int64_t deadline, int64_t now);
+void sig_call_fire_ring(sig_core *c, uint64_t channel, uint64_t user, int64_t deadline,
+                        int64_t now);
 void sig_call_fire_idle(sig_core *c, uint64_t channel, int64_t deadline, int64_t now);
 void sig_call_free(sig_call *call);
 char *sig_call_visible_sig(sig_core *c, const sig_call *call);
@@ -191,15 +193,15 @@ typedef struct sig_params {
 } sig_params;
 void sp_init(sig_params *p, json_t *obj, sig_err *e);
 int sp_snowflake(sig_params *p, const char *key, bool required, uint64_t *out); /* 1 present */
-int sp_snowflake_or_null(sig_params *p, const char *key, uint64_t *out);      /* 0 = null/absent */
-int sp_bool(sig_params *p, const char *key, bool *out);                        /* 1 present */
+int sp_snowflake_or_null(sig_params *p, const char *key, uint64_t *out); /* 0 = null/absent */
+int sp_bool(sig_params *p, const char *key, bool *out);                  /* 1 present */
 int sp_int(sig_params *p, const char *key, bool required, long long lo, long long hi,
            long long *out);
 int sp_string(sig_params *p, const char *key, bool required, size_t maxlen, const char **out);
 int sp_json(sig_params *p, const char *key, json_t **out); /* any value; borrowed */
 int sp_snowflake_array(sig_params *p, const char *key, bool required, size_t maxn, uint64_t **out,
                        size_t *n); /* returns 1 if present; *out malloc'd */
-int sp_done(sig_params *p); /* refuses unknown keys */
+int sp_done(sig_params *p);        /* refuses unknown keys */
 int sig_fail(sig_err *e, int status, const char *code, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 #define SP_ERR (-1)
@@ -217,8 +219,7 @@ int sig_m_session_gone(sig_core *c, json_t *params, int64_t now, json_t **result
 int sig_m_call_create(sig_core *c, json_t *params, int64_t now, json_t **result, sig_err *e);
 int sig_m_call_ring(sig_core *c, json_t *params, int64_t now, json_t **result, sig_err *e);
 int sig_m_call_stop_ringing(sig_core *c, json_t *params, int64_t now, json_t **result, sig_err *e);
-int sig_m_call_update_region(sig_core *c, json_t *params, int64_t now, json_t **result,
-                             sig_err *e);
+int sig_m_call_update_region(sig_core *c, json_t *params, int64_t now, json_t **result, sig_err *e);
 int sig_m_call_get(sig_core *c, json_t *params, int64_t now, json_t **result, sig_err *e);
 int sig_m_call_delete(sig_core *c, json_t *params, int64_t now, json_t **result, sig_err *e);
 int sig_m_node_status(sig_core *c, json_t *params, int64_t now, json_t **result, sig_err *e);

@@ -29,8 +29,8 @@ struct sig_outbox {
     ev *ring;
     size_t cap, head, n; /* n retained events, the oldest at ring[head] */
     size_t retention;
-    uint64_t first;      /* seq of ring[head] (== next when empty) */
-    uint64_t next;       /* seq the next publish gets */
+    uint64_t first; /* seq of ring[head] (== next when empty) */
+    uint64_t next;  /* seq the next publish gets */
     consumer consumers[MAX_CONSUMERS];
     size_t nconsumers;
 };
@@ -49,7 +49,8 @@ sig_outbox *sig_outbox_new(size_t retention, uint64_t next_seq)
 void sig_outbox_free(sig_outbox *o)
 {
     if (!o) return;
-    for (size_t i = 0; i < o->n; i++) free(o->ring[(o->head + i) % o->cap].text);
+    for (size_t i = 0; i < o->n; i++)
+        free(o->ring[(o->head + i) % o->cap].text);
     free(o->ring);
     free(o);
 }
@@ -66,7 +67,8 @@ static void drop_oldest(sig_outbox *o)
 static void grow(sig_outbox *o)
 {
     ev *r = xcalloc(o->cap * 2, sizeof *r);
-    for (size_t i = 0; i < o->n; i++) r[i] = o->ring[(o->head + i) % o->cap];
+    for (size_t i = 0; i < o->n; i++)
+        r[i] = o->ring[(o->head + i) % o->cap];
     free(o->ring);
     o->ring = r;
     o->head = 0;
@@ -89,7 +91,8 @@ int sig_outbox_publish_text(sig_outbox *o, uint64_t seq, char *text)
         free(text);
         return -EINVAL;
     }
-    while (o->n >= o->retention) drop_oldest(o);
+    while (o->n >= o->retention)
+        drop_oldest(o);
     if (o->n == o->cap) grow(o);
     o->next++;
     ev *e = &o->ring[(o->head + o->n) % o->cap];
@@ -159,7 +162,8 @@ int sig_outbox_ack(sig_outbox *o, const char *name, uint64_t seq)
     if (seq > o->next - 1) seq = o->next - 1;
     if (seq > c->acked) c->acked = seq;
     uint64_t m = sig_outbox_acked(o);
-    while (o->n && o->first <= m) drop_oldest(o);
+    while (o->n && o->first <= m)
+        drop_oldest(o);
     return 0;
 }
 

@@ -45,14 +45,17 @@ static int restore_conn(sig_core *c, const char *key, json_t *row)
 {
     const char *id = json_string_value(json_object_get(row, "connection_id"));
     const char *sess = json_string_value(json_object_get(row, "session_id"));
-    json_t *member = json_object_get(row, "member"), *keys = json_object_get(row, "viewer_stream_keys");
+    json_t *member = json_object_get(row, "member"),
+           *keys = json_object_get(row, "viewer_stream_keys");
     if (!id || strlen(id) != SIG_CONN_ID_LEN || strcmp(id, key) != 0 || !sess || !*sess ||
-        strlen(sess) > 128 || !json_is_array(keys) || (member && !json_is_object(member) && !json_is_null(member)))
+        strlen(sess) > 128 || !json_is_array(keys) ||
+        (member && !json_is_object(member) && !json_is_null(member)))
         return -EINVAL;
     if (hmap_gets(c->conns, id)) return -EEXIST;
     sig_conn k = {0};
     int64_t version, created, pdl;
-    if (get_sf(row, "guild_id", true, &k.guild_id) || get_sf(row, "channel_id", false, &k.channel_id) ||
+    if (get_sf(row, "guild_id", true, &k.guild_id) ||
+        get_sf(row, "channel_id", false, &k.channel_id) ||
         get_sf(row, "user_id", false, &k.user_id) || get_bool(row, "mute", &k.mute) ||
         get_bool(row, "deaf", &k.deaf) || get_bool(row, "self_mute", &k.self_mute) ||
         get_bool(row, "self_deaf", &k.self_deaf) || get_bool(row, "self_video", &k.self_video) ||
@@ -60,7 +63,8 @@ static int restore_conn(sig_core *c, const char *key, json_t *row)
         get_bool(row, "suppress", &k.suppress) || get_bool(row, "can_speak", &k.can_speak) ||
         get_bool(row, "can_stream", &k.can_stream) || get_bool(row, "can_video", &k.can_video) ||
         get_bool(row, "pending", &k.pending) || get_int(row, "version", &version) ||
-        get_int(row, "created_at", &created) || get_int(row, "pending_deadline", &pdl) || version < 0)
+        get_int(row, "created_at", &created) || get_int(row, "pending_deadline", &pdl) ||
+        version < 0)
         return -EINVAL;
     size_t i;
     json_t *x;
@@ -179,12 +183,18 @@ int sig_core_restore(sig_core *c, sig_write_kind kind, const char *key, json_t *
 {
     if (!key || !json_is_object(row)) return -EINVAL;
     switch (kind) {
-    case SIG_W_CONN_PUT: return restore_conn(c, key, row);
-    case SIG_W_CALL_PUT: return restore_call(c, key, row);
-    case SIG_W_NONCE_PUT: return restore_nonce(c, key, row);
-    case SIG_W_SERVER_PUT: return restore_server(c, key, row);
-    case SIG_W_REQUEST_PUT: return sig_rpc_restore_request(c, key, row);
-    default: return -EINVAL;
+    case SIG_W_CONN_PUT:
+        return restore_conn(c, key, row);
+    case SIG_W_CALL_PUT:
+        return restore_call(c, key, row);
+    case SIG_W_NONCE_PUT:
+        return restore_nonce(c, key, row);
+    case SIG_W_SERVER_PUT:
+        return restore_server(c, key, row);
+    case SIG_W_REQUEST_PUT:
+        return sig_rpc_restore_request(c, key, row);
+    default:
+        return -EINVAL;
     }
 }
 

@@ -81,14 +81,21 @@ static int bad(sig_params *p, const char *key, const char *what, const char *det
 static const char *type_name(const json_t *v)
 {
     switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a number";
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+        return "an integer";
+    case JSON_REAL:
+        return "a number";
     case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
+    case JSON_FALSE:
+        return "a boolean";
+    case JSON_NULL:
+        return "null";
     }
     return "?";
 }
@@ -97,8 +104,7 @@ int sp_snowflake(sig_params *p, const char *key, bool required, uint64_t *out)
 {
     json_t *v = sp_take(p, key);
     if (!v) return required ? bad(p, key, "is required", "") : 0;
-    if (!json_is_string(v))
-        return bad(p, key, "must be a snowflake string, not ", type_name(v));
+    if (!json_is_string(v)) return bad(p, key, "must be a snowflake string, not ", type_name(v));
     if (snowflake_parse(json_string_value(v), out) != 0)
         return bad(p, key, "is not a valid snowflake (1-20 digits, non-zero, fits in 64 bits)", "");
     return 1;
@@ -176,8 +182,7 @@ int sp_snowflake_array(sig_params *p, const char *key, bool required, size_t max
     *out = NULL;
     *n = 0;
     if (!v) return required ? bad(p, key, "is required", "") : 0;
-    if (!json_is_array(v)) return bad(p, key, "must be an array of snowflakes, not ",
-                                      type_name(v));
+    if (!json_is_array(v)) return bad(p, key, "must be an array of snowflakes, not ", type_name(v));
     size_t len = json_array_size(v);
     if (len > maxn) {
         char lim[48];
@@ -198,7 +203,8 @@ int sp_snowflake_array(sig_params *p, const char *key, bool required, size_t max
             return SP_ERR;
         }
         bool dup = false;
-        for (size_t j = 0; j < k; j++) dup |= a[j] == id;
+        for (size_t j = 0; j < k; j++)
+            dup |= a[j] == id;
         if (!dup) a[k++] = id;
     }
     *out = a;
@@ -213,7 +219,8 @@ int sp_done(sig_params *p)
     json_object_foreach(p->obj, key, v)
     {
         bool known = false;
-        for (size_t i = 0; i < p->nseen && !known; i++) known = strcmp(p->seen[i], key) == 0;
+        for (size_t i = 0; i < p->nseen && !known; i++)
+            known = strcmp(p->seen[i], key) == 0;
         if (!known) {
             char field[64];
             snprintf(field, sizeof field, "params.%.50s", key);
@@ -224,7 +231,8 @@ int sp_done(sig_params *p)
     return 0;
 }
 
-/* ---- replies ---------------------------------------------------------------------------------- */
+/* ---- replies ----------------------------------------------------------------------------------
+ */
 
 static char *error_json(const sig_err *e)
 {
@@ -246,7 +254,8 @@ static char *result_json(json_t *result)
     return s;
 }
 
-/* ---- idempotency -------------------------------------------------------------------------------- */
+/* ---- idempotency --------------------------------------------------------------------------------
+ */
 
 static void fingerprint(const char *method, json_t *params, uint8_t out[32])
 {
@@ -372,7 +381,8 @@ static void run(sig_core *c, uint64_t req, const method_def *m, json_t *params,
         if (fp) memcpy(h->fingerprint, fp, 32);
         /* append: held joins run in arrival order */
         sig_held **pp = &c->held;
-        while (*pp) pp = &(*pp)->next;
+        while (*pp)
+            pp = &(*pp)->next;
         *pp = h;
         sig_timer_arm(c, T_HOLD, NULL, req, h->deadline);
         return;
@@ -416,8 +426,8 @@ void sig_rpc_submit(sig_core *c, uint64_t req, const char *body, size_t len, int
     json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
         char msg[200];
-        snprintf(msg, sizeof msg, "malformed JSON at line %d column %d: %s", jerr.line,
-                 jerr.column, jerr.text);
+        snprintf(msg, sizeof msg, "malformed JSON at line %d column %d: %s", jerr.line, jerr.column,
+                 jerr.text);
         refuse(c, req, "invalid", 400, "INVALID_REQUEST", NULL, msg);
         return;
     }
@@ -464,7 +474,8 @@ void sig_rpc_submit(sig_core *c, uint64_t req, const char *body, size_t len, int
         size_t n = json_is_string(jr) ? json_string_length(jr) : 0;
         const char *s = json_is_string(jr) ? json_string_value(jr) : "";
         bool ok = n >= 1 && n <= 128;
-        for (size_t i = 0; ok && i < n; i++) ok = s[i] > 0x20 && s[i] < 0x7f;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = s[i] > 0x20 && s[i] < 0x7f;
         if (!ok) {
             refuse(c, req, m->name, 400, "INVALID_REQUEST", "request_id",
                    "request_id must be a string of 1-128 printable ASCII characters");
@@ -496,7 +507,8 @@ out:
     json_decref(root);
 }
 
-/* ---- held DM joins ------------------------------------------------------------------------------ */
+/* ---- held DM joins ------------------------------------------------------------------------------
+ */
 
 static sig_held *unlink_held(sig_core *c, uint64_t req)
 {
@@ -553,7 +565,8 @@ void sig_rpc_release_held(sig_core *c, uint64_t channel_id, int64_t now)
     const method_def *m = find_method("voice.connect");
     for (;;) {
         sig_held *h = c->held;
-        while (h && h->channel_id != channel_id) h = h->next;
+        while (h && h->channel_id != channel_id)
+            h = h->next;
         if (!h) return;
         unlink_held(c, h->req);
         run(c, h->req, m, h->params, h->request_id, h->request_id ? h->fingerprint : NULL, now);

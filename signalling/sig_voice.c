@@ -17,7 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- rooms, users, connections ------------------------------------------------------------------ */
+/* ---- rooms, users, connections ------------------------------------------------------------------
+ */
 
 static sig_room *room_find(sig_core *c, uint64_t guild, uint64_t channel)
 {
@@ -132,7 +133,8 @@ void sig_conn_link(sig_core *c, sig_conn *k)
     if (k->pending) sig_timer_arm(c, T_PENDING, k->id, 0, k->pending_deadline);
 }
 
-/* ---- serialization ------------------------------------------------------------------------------ */
+/* ---- serialization ------------------------------------------------------------------------------
+ */
 
 static json_t *sf(uint64_t v)
 {
@@ -193,7 +195,8 @@ json_t *sig_states_json(sig_core *c, sig_conn **v, size_t n)
     (void)c;
     qsort(v, n, sizeof *v, cmp_conn);
     json_t *a = json_array();
-    for (size_t i = 0; i < n; i++) json_array_append_new(a, sig_conn_json(v[i]));
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, sig_conn_json(v[i]));
     return a;
 }
 
@@ -228,7 +231,8 @@ static void conn_changed(sig_core *c, sig_conn *k, uint64_t old_chan)
     broadcast(c, k, old_chan);
 }
 
-/* ---- stream keys -------------------------------------------------------------------------------- */
+/* ---- stream keys --------------------------------------------------------------------------------
+ */
 
 static char *stream_key(const sig_conn *k)
 {
@@ -292,9 +296,10 @@ static json_t *check_stream_keys(sig_core *c, const sig_conn *k, json_t *keys, s
         }
         const char *s = json_string_value(x);
         if (strncmp(s, prefix, plen) != 0 || strlen(s) != plen + SIG_CONN_ID_LEN) {
-            sig_fail(e, 400, "INVALID_STREAM_KEY", field,
-                     "viewer_stream_keys[%zu] is not a stream key of this channel (%s<connection_id>)",
-                     i, prefix);
+            sig_fail(
+                e, 400, "INVALID_STREAM_KEY", field,
+                "viewer_stream_keys[%zu] is not a stream key of this channel (%s<connection_id>)",
+                i, prefix);
             goto fail;
         }
         const sig_conn *t = hmap_gets(c->conns, s + plen);
@@ -315,7 +320,8 @@ fail:
     return NULL;
 }
 
-/* ---- removal ------------------------------------------------------------------------------------ */
+/* ---- removal ------------------------------------------------------------------------------------
+ */
 
 void sig_conn_remove(sig_core *c, sig_conn *k, const char *reason, int64_t now)
 {
@@ -359,7 +365,8 @@ int sig_conn_confirm(sig_core *c, const char *connection_id, int64_t now)
     return 0;
 }
 
-/* ---- server state memory ------------------------------------------------------------------------ */
+/* ---- server state memory ------------------------------------------------------------------------
+ */
 
 static unsigned server_state(sig_core *c, uint64_t guild, uint64_t user)
 {
@@ -381,7 +388,8 @@ static void server_state_set(sig_core *c, uint64_t guild, uint64_t user, unsigne
     }
 }
 
-/* ---- methods ------------------------------------------------------------------------------------ */
+/* ---- methods ------------------------------------------------------------------------------------
+ */
 
 static int not_found(sig_err *e, const char *id)
 {
@@ -433,15 +441,15 @@ int sig_m_voice_connect(sig_core *c, json_t *params, int64_t now, json_t **resul
     if (sp_snowflake_or_null(&p, "guild_id", &guild) < 0 ||
         sp_snowflake(&p, "channel_id", true, &channel) < 0 ||
         sp_snowflake(&p, "user_id", true, &user) < 0 ||
-        sp_string(&p, "session_id", true, 128, &session) < 0 || sp_json(&p, "member", &member) < 0 ||
-        sp_bool(&p, "self_mute", &self_mute) < 0 || sp_bool(&p, "self_deaf", &self_deaf) < 0 ||
-        sp_bool(&p, "self_video", &self_video) < 0 ||
+        sp_string(&p, "session_id", true, 128, &session) < 0 ||
+        sp_json(&p, "member", &member) < 0 || sp_bool(&p, "self_mute", &self_mute) < 0 ||
+        sp_bool(&p, "self_deaf", &self_deaf) < 0 || sp_bool(&p, "self_video", &self_video) < 0 ||
         sp_bool(&p, "self_stream", &self_stream) < 0 || sp_bool(&p, "is_mobile", &is_mobile) < 0 ||
         sp_bool(&p, "can_speak", &can_speak) < 0 || sp_bool(&p, "can_stream", &can_stream) < 0 ||
         sp_bool(&p, "can_video", &can_video) < 0 ||
         sp_int(&p, "user_limit", false, 0, 100000, &limit) < 0 ||
-        (have_mute = sp_bool(&p, "mute", &mute)) < 0 || (have_deaf = sp_bool(&p, "deaf", &deaf)) < 0 ||
-        sp_done(&p) < 0)
+        (have_mute = sp_bool(&p, "mute", &mute)) < 0 ||
+        (have_deaf = sp_bool(&p, "deaf", &deaf)) < 0 || sp_done(&p) < 0)
         return 400;
     if (member && !json_is_object(member) && !json_is_null(member))
         return sig_fail(e, 400, "INVALID_REQUEST", "params.member",
@@ -556,7 +564,8 @@ int sig_m_voice_update(sig_core *c, json_t *params, int64_t now, json_t **result
     if (have[3] && f[3] && !k->can_stream) f[3] = false;
     if (k->guild_id == 0 && member) member = NULL; /* no member in calls */
     bool changed = false;
-    for (int i = 0; i < 5; i++) changed |= have[i] && *cur[i] != f[i];
+    for (int i = 0; i < 5; i++)
+        changed |= have[i] && *cur[i] != f[i];
     if (nkeys && !json_equal(nkeys, k->viewer_keys)) changed = true;
     if (member) {
         json_t *curm = k->member ? k->member : json_null();
@@ -671,8 +680,9 @@ static json_t *remove_all(sig_core *c, sig_conn **v, size_t n, const char *reaso
     json_t *states = json_array();
     /* removal frees each connection; remember ids and look up again (a removal never frees
      * another connection, but keep it robust) */
-    char (*ids)[SIG_CONN_ID_LEN + 1] = xmalloc((n ? n : 1) * sizeof *ids);
-    for (size_t i = 0; i < n; i++) memcpy(ids[i], v[i]->id, sizeof ids[i]);
+    char(*ids)[SIG_CONN_ID_LEN + 1] = xmalloc((n ? n : 1) * sizeof *ids);
+    for (size_t i = 0; i < n; i++)
+        memcpy(ids[i], v[i]->id, sizeof ids[i]);
     for (size_t i = 0; i < n; i++) {
         sig_conn *k = hmap_gets(c->conns, ids[i]);
         if (!k) continue;
@@ -700,8 +710,8 @@ int sig_m_voice_disconnect(sig_core *c, json_t *params, int64_t now, json_t **re
         (hu = sp_snowflake(&p, "user_id", false, &user)) < 0 ||
         sp_string(&p, "reason", false, 32, &reason) < 0 || sp_done(&p) < 0)
         return 400;
-    if (strcmp(reason, "leave") && strcmp(reason, "moderator") && strcmp(reason, "channel_deleted") &&
-        strcmp(reason, "ban"))
+    if (strcmp(reason, "leave") && strcmp(reason, "moderator") &&
+        strcmp(reason, "channel_deleted") && strcmp(reason, "ban"))
         return sig_fail(e, 400, "INVALID_REQUEST", "params.reason",
                         "reason must be leave, moderator, channel_deleted or ban");
     size_t n = 0;
@@ -767,8 +777,7 @@ int sig_m_voice_set_server_state(sig_core *c, json_t *params, int64_t now, json_
         sp_snowflake(&p, "user_id", true, &user) < 0 || (hm = sp_bool(&p, "mute", &mute)) < 0 ||
         (hd = sp_bool(&p, "deaf", &deaf)) < 0 || sp_done(&p) < 0)
         return 400;
-    if (!hm && !hd)
-        return sig_fail(e, 400, "INVALID_REQUEST", "params", "give mute, deaf or both");
+    if (!hm && !hd) return sig_fail(e, 400, "INVALID_REQUEST", "params", "give mute, deaf or both");
     unsigned bits = server_state(c, guild, user);
     if (hm) bits = (bits & ~1u) | (mute ? 1u : 0u);
     if (hd) bits = (bits & ~2u) | (deaf ? 2u : 0u);
@@ -820,7 +829,8 @@ int sig_m_voice_set_permissions(sig_core *c, json_t *params, int64_t now, json_t
         bool suppress = !k->can_speak;
         bool stream = k->self_stream && k->can_stream;
         bool video = k->self_video && k->can_video;
-        bool visible = suppress != k->suppress || stream != k->self_stream || video != k->self_video;
+        bool visible =
+            suppress != k->suppress || stream != k->self_stream || video != k->self_video;
         k->suppress = suppress;
         k->self_stream = stream;
         k->self_video = video;
@@ -864,7 +874,8 @@ int sig_m_voice_get(sig_core *c, json_t *params, int64_t now, json_t **result, s
     } else if (hu && !hg && !hch && !hc) {
         sig_user *u = hmap_getu(c->users, user);
         v = xmalloc(sizeof *v * (u ? u->nconns + 1 : 1));
-        for (sig_conn *k = u ? u->conns : NULL; k; k = k->user_next) v[n++] = k;
+        for (sig_conn *k = u ? u->conns : NULL; k; k = k->user_next)
+            v[n++] = k;
     } else {
         return sig_fail(e, 400, "INVALID_REQUEST", "params",
                         "give exactly one selector: {guild_id}, {guild_id, channel_id}, "

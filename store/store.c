@@ -40,27 +40,50 @@
 #include "lib/util.h"
 #include "store/store_int.h"
 
-#define CTX "store"
+#define CTX            "store"
 #define MIGRATION_LOCK 0x766f78640001LL /* pg_advisory_xact_lock key: "voxd" + 1 */
 #define MERGE_MAX_ROWS 50000            /* group commit stops merging beyond this */
 
 /* ---- statements ------------------------------------------------------------------------------ */
 
 enum {
-    Q_PUT_CONN, Q_PUT_CALL, Q_PUT_NONCE, Q_PUT_SERVER, /* indexed by kind */
-    Q_DEL_CONN, Q_DEL_CALL, Q_DEL_NONCE, Q_DEL_SERVER,
-    Q_EVENTS, Q_META, Q_REQ_PUT, Q_REQ_DEL, Q_ACK, Q_PRUNE, Q_HK_NONCES, Q_HK_REQ,
-    Q_L_CONN, Q_L_CALL, Q_L_NONCE, Q_L_SERVER, Q_L_REQ, Q_L_CONSUMER, Q_L_EVENTS, Q_L_META,
+    Q_PUT_CONN,
+    Q_PUT_CALL,
+    Q_PUT_NONCE,
+    Q_PUT_SERVER, /* indexed by kind */
+    Q_DEL_CONN,
+    Q_DEL_CALL,
+    Q_DEL_NONCE,
+    Q_DEL_SERVER,
+    Q_EVENTS,
+    Q_META,
+    Q_REQ_PUT,
+    Q_REQ_DEL,
+    Q_ACK,
+    Q_PRUNE,
+    Q_HK_NONCES,
+    Q_HK_REQ,
+    Q_L_CONN,
+    Q_L_CALL,
+    Q_L_NONCE,
+    Q_L_SERVER,
+    Q_L_REQ,
+    Q_L_CONSUMER,
+    Q_L_EVENTS,
+    Q_L_META,
     Q__N,
     /* not prepared: sent with PQsendQueryParams */
-    Q_BEGIN = 100, Q_BEGIN_RO, Q_COMMIT, Q_ROLLBACK,
+    Q_BEGIN = 100,
+    Q_BEGIN_RO,
+    Q_COMMIT,
+    Q_ROLLBACK,
 };
 
 /* Rows travel as binary arrays (store_abuf): keys and rows text[], plus for voice states and
  * nonces the integer that also has its own column, taken from the row by the node (bigint[]). */
 #define UPSERT(t, extra_col, extra_arr, extra_set)                                                 \
     "INSERT INTO " t " (node_id, key, data" extra_col ") SELECT $1, k, d" extra_col " FROM "       \
-    "unnest($2::text[], $3::text[]" extra_arr ") ON CONFLICT (node_id, key) DO UPDATE SET "      \
+    "unnest($2::text[], $3::text[]" extra_arr ") ON CONFLICT (node_id, key) DO UPDATE SET "        \
     "data = EXCLUDED.data" extra_set
 
 static const char *const stmt_sql[Q__N] = {
@@ -80,12 +103,13 @@ static const char *const stmt_sql[Q__N] = {
     [Q_META] = "INSERT INTO voxd_node_meta (node_id, last_seq) VALUES ($1, $2::bigint) "
                "ON CONFLICT (node_id) DO UPDATE SET "
                "last_seq = GREATEST(voxd_node_meta.last_seq, EXCLUDED.last_seq)",
-    [Q_REQ_PUT] = "INSERT INTO voxd_requests (node_id, request_id, fingerprint, status, method, "
-                  "body, expires_ms) SELECT $1, i, f, st, m, b, e FROM unnest($2::text[], "
-                  "$3::bytea[], $4::int[], $5::text[], $6::text[], $7::bigint[]) AS "
-                  "t(i, f, st, m, b, e) ON CONFLICT (node_id, request_id) DO UPDATE SET "
-                  "fingerprint = EXCLUDED.fingerprint, status = EXCLUDED.status, "
-                  "method = EXCLUDED.method, body = EXCLUDED.body, expires_ms = EXCLUDED.expires_ms",
+    [Q_REQ_PUT] =
+        "INSERT INTO voxd_requests (node_id, request_id, fingerprint, status, method, "
+        "body, expires_ms) SELECT $1, i, f, st, m, b, e FROM unnest($2::text[], "
+        "$3::bytea[], $4::int[], $5::text[], $6::text[], $7::bigint[]) AS "
+        "t(i, f, st, m, b, e) ON CONFLICT (node_id, request_id) DO UPDATE SET "
+        "fingerprint = EXCLUDED.fingerprint, status = EXCLUDED.status, "
+        "method = EXCLUDED.method, body = EXCLUDED.body, expires_ms = EXCLUDED.expires_ms",
     [Q_REQ_DEL] = "DELETE FROM voxd_requests WHERE node_id = $1 AND request_id = ANY($2::text[])",
     [Q_ACK] = "INSERT INTO voxd_consumers (node_id, name, acked) SELECT $1, n, a FROM "
               "unnest($2::text[], $3::bigint[]) AS t(n, a) ON CONFLICT (node_id, name) DO UPDATE "
@@ -106,7 +130,8 @@ static const char *const stmt_sql[Q__N] = {
                  "(SELECT max(seq) FROM voxd_events WHERE node_id = $1))",
 };
 
-/* ---- jobs ------------------------------------------------------------------------------------- */
+/* ---- jobs -------------------------------------------------------------------------------------
+ */
 
 enum job_type { J_PREPARE, J_COMMIT, J_LOAD, J_HOUSEKEEP, J_ROLLBACK };
 
@@ -163,7 +188,8 @@ static job *jq_pop(jqueue *q)
     return j;
 }
 
-/* ---- the store -------------------------------------------------------------------------------- */
+/* ---- the store --------------------------------------------------------------------------------
+ */
 
 enum cstate { C_DOWN, C_CONNECTING, C_SETUP, C_UP, C_CLOSED };
 
@@ -185,10 +211,10 @@ typedef struct pconn {
     bool prepared; /* UP and its statements prepared: usable */
     bool was_up, timed_out;
     /* SETUP */
-    int step;          /* 0: schema table; 1: check migration mi; 2: apply it; 3: skip it */
-    size_t mi;         /* next migration to look at */
-    bool *applied;     /* per embedded migration */
-    PGresult *last;    /* last tuples result of the current setup query */
+    int step;       /* 0: schema table; 1: check migration mi; 2: apply it; 3: skip it */
+    size_t mi;      /* next migration to look at */
+    bool *applied;  /* per embedded migration */
+    PGresult *last; /* last tuples result of the current setup query */
     int setup_err;
 } pconn;
 
@@ -222,7 +248,8 @@ static const char *qname(int q)
     return names[q];
 }
 
-/* ---- handles ---------------------------------------------------------------------------------- */
+/* ---- handles ----------------------------------------------------------------------------------
+ */
 
 static void store_free_all(store *s);
 
@@ -238,8 +265,10 @@ static void handle_closed(store *s)
         if (j) job_finish(s, j, -ECANCELED);
     }
     job *j;
-    while ((j = jq_pop(&s->wq))) job_finish(s, j, -ECANCELED);
-    while ((j = jq_pop(&s->rq))) job_finish(s, j, -ECANCELED);
+    while ((j = jq_pop(&s->wq)))
+        job_finish(s, j, -ECANCELED);
+    while ((j = jq_pop(&s->rq)))
+        job_finish(s, j, -ECANCELED);
     if (s->closed) s->closed(s->closed_ud);
     store_free_all(s);
 }
@@ -327,7 +356,8 @@ static void job_finish(store *s, job *j, int err)
     case J_LOAD:
         if (j->ldone) j->ldone(j->ud, err, err ? 0 : j->last_seq);
         break;
-    default: break;
+    default:
+        break;
     }
     job_free(j);
 }
@@ -336,16 +366,20 @@ static void job_finish(store *s, job *j, int err)
 static void fail_queued(store *s, int err)
 {
     job *j;
-    while ((j = jq_pop(&s->wq))) job_finish(s, j, err);
-    while ((j = jq_pop(&s->rq))) job_finish(s, j, err);
+    while ((j = jq_pop(&s->wq)))
+        job_finish(s, j, err);
+    while ((j = jq_pop(&s->rq)))
+        job_finish(s, j, err);
 }
 
-/* ---- connection failure and backoff ----------------------------------------------------------- */
+/* ---- connection failure and backoff -----------------------------------------------------------
+ */
 
 static void update_up(store *s)
 {
     bool up = false;
-    for (int i = 0; i < s->pool; i++) up |= s->conns[i].prepared;
+    for (int i = 0; i < s->pool; i++)
+        up |= s->conns[i].prepared;
     s->up = up;
     s->st.up = up;
 }
@@ -360,7 +394,8 @@ static int64_t backoff_ms(pconn *c)
 {
     store *s = c->s;
     int64_t d = s->backoff_min;
-    for (int i = 0; i < c->attempts && d < s->backoff_max; i++) d *= 2;
+    for (int i = 0; i < c->attempts && d < s->backoff_max; i++)
+        d *= 2;
     if (d > s->backoff_max) d = s->backoff_max;
     /* jitter: 50..100 % of the delay, so nodes that lost one database do not return in step */
     s->rng ^= s->rng << 13;
@@ -425,7 +460,8 @@ static void log_pg_error(pconn *c, const char *what, const PGresult *r)
          state ? state : "-----", msg);
 }
 
-/* ---- connecting ------------------------------------------------------------------------------- */
+/* ---- connecting -------------------------------------------------------------------------------
+ */
 
 static void setup_send(pconn *c);
 
@@ -434,8 +470,12 @@ static void connect_step(pconn *c)
     PostgresPollingStatusType st = PQconnectPoll(c->pg);
     int r = 0;
     switch (st) {
-    case PGRES_POLLING_READING: r = watch(c, UV_READABLE, true); break;
-    case PGRES_POLLING_WRITING: r = watch(c, UV_WRITABLE, true); break;
+    case PGRES_POLLING_READING:
+        r = watch(c, UV_READABLE, true);
+        break;
+    case PGRES_POLLING_WRITING:
+        r = watch(c, UV_WRITABLE, true);
+        break;
     case PGRES_POLLING_OK:
         if (PQsetnonblocking(c->pg, 1) != 0) {
             r = -EIO;
@@ -512,7 +552,8 @@ static void setup_send(pconn *c)
                       MIGRATION_LOCK);
         break;
     case 1:
-        while (c->mi < n && c->applied[c->mi]) c->mi++;
+        while (c->mi < n && c->applied[c->mi])
+            c->mi++;
         if (c->mi == n) {
             start_pipeline(c);
             return;
@@ -529,7 +570,9 @@ static void setup_send(pconn *c)
                       " COMMIT",
                       sql, version, name);
         break;
-    default: q = xstrdup("COMMIT"); break; /* 3: applied meanwhile by another starter */
+    default:
+        q = xstrdup("COMMIT");
+        break; /* 3: applied meanwhile by another starter */
     }
     setup_query(c, q);
     free(q);
@@ -593,7 +636,8 @@ static void setup_pump(pconn *c)
     }
 }
 
-/* ---- pipeline jobs ---------------------------------------------------------------------------- */
+/* ---- pipeline jobs ----------------------------------------------------------------------------
+ */
 
 /* Sends query q with n parameters; lens/fmts NULL = all text. */
 static bool send_qf(pconn *c, job *j, int q, const char *const *vals, const int *lens,
@@ -665,16 +709,18 @@ static bool send_commit(pconn *c, job *j)
                 store_arr_str(&a[3], p->key);
             }
         }
-        for (int i = 0; i < 4; i++) store_arr_end(&a[i]);
-        if (a[0].nelem) ok = send_qa(c, j, Q_PUT_CONN + k, (store_abuf *[]){&a[0], &a[1], &a[2]},
-                                     num ? 3 : 2);
+        for (int i = 0; i < 4; i++)
+            store_arr_end(&a[i]);
+        if (a[0].nelem)
+            ok = send_qa(c, j, Q_PUT_CONN + k, (store_abuf *[]){&a[0], &a[1], &a[2]}, num ? 3 : 2);
         if (ok && a[3].nelem) ok = send_qa(c, j, Q_DEL_CONN + k, (store_abuf *[]){&a[3]}, 1);
     }
     if (ok && b->nreq) {
         static const uint32_t oids[7] = {STORE_OID_TEXT, STORE_OID_BYTEA, STORE_OID_INT4,
                                          STORE_OID_TEXT, STORE_OID_TEXT,  STORE_OID_INT8,
                                          STORE_OID_TEXT};
-        for (int i = 0; i < 7; i++) store_arr_begin(&a[i], oids[i]);
+        for (int i = 0; i < 7; i++)
+            store_arr_begin(&a[i], oids[i]);
         for (size_t i = 0; i < b->nreq; i++) {
             store_req *r = &b->req[i];
             if (!r->body) {
@@ -688,7 +734,8 @@ static bool send_commit(pconn *c, job *j)
             store_arr_str(&a[4], r->body);
             store_arr_i64(&a[5], r->expires_ms);
         }
-        for (int i = 0; i < 7; i++) store_arr_end(&a[i]);
+        for (int i = 0; i < 7; i++)
+            store_arr_end(&a[i]);
         if (a[0].nelem)
             ok = send_qa(c, j, Q_REQ_PUT,
                          (store_abuf *[]){&a[0], &a[1], &a[2], &a[3], &a[4], &a[5]}, 6);
@@ -720,11 +767,11 @@ static bool send_commit(pconn *c, job *j)
         }
         store_arr_end(&a[0]);
         store_arr_end(&a[1]);
-        ok = send_qa(c, j, Q_ACK, (store_abuf *[]){&a[0], &a[1]}, 2) &&
-             send_q(c, j, Q_PRUNE, v, 1);
+        ok = send_qa(c, j, Q_ACK, (store_abuf *[]){&a[0], &a[1]}, 2) && send_q(c, j, Q_PRUNE, v, 1);
     }
     ok = ok && send_q(c, j, Q_COMMIT, NULL, 0);
-    for (int i = 0; i < 7; i++) store_abuf_free(&a[i]);
+    for (int i = 0; i < 7; i++)
+        store_abuf_free(&a[i]);
     return ok;
 }
 
@@ -732,7 +779,8 @@ static bool send_load(pconn *c, job *j)
 {
     const char *v[1] = {c->s->node_id};
     bool ok = send_q(c, j, Q_BEGIN_RO, NULL, 0);
-    for (int q = Q_L_CONN; ok && q <= Q_L_META; q++) ok = send_q(c, j, q, v, 1);
+    for (int q = Q_L_CONN; ok && q <= Q_L_META; q++)
+        ok = send_q(c, j, q, v, 1);
     return ok && send_q(c, j, Q_COMMIT, NULL, 0);
 }
 
@@ -750,7 +798,8 @@ static bool send_prepare(pconn *c, job *j)
 {
     for (int q = 0; q < Q__N; q++) {
         if (!PQsendPrepare(c->pg, qname(q), stmt_sql[q], 0, NULL)) {
-            LOGC(LOG_ERROR, CTX, "connection %d: prepare failed: %s", c->idx, PQerrorMessage(c->pg));
+            LOGC(LOG_ERROR, CTX, "connection %d: prepare failed: %s", c->idx,
+                 PQerrorMessage(c->pg));
             return false;
         }
         j->items[j->nitems++] = q;
@@ -765,11 +814,21 @@ static void conn_send_job(pconn *c, job *j)
     j->t0 = time_mono_ns();
     bool ok;
     switch (j->type) {
-    case J_PREPARE: ok = send_prepare(c, j); break;
-    case J_COMMIT: ok = send_commit(c, j); break;
-    case J_LOAD: ok = send_load(c, j); break;
-    case J_HOUSEKEEP: ok = send_housekeep(c, j); break;
-    default: ok = send_q(c, j, Q_ROLLBACK, NULL, 0); break;
+    case J_PREPARE:
+        ok = send_prepare(c, j);
+        break;
+    case J_COMMIT:
+        ok = send_commit(c, j);
+        break;
+    case J_LOAD:
+        ok = send_load(c, j);
+        break;
+    case J_HOUSEKEEP:
+        ok = send_housekeep(c, j);
+        break;
+    default:
+        ok = send_q(c, j, Q_ROLLBACK, NULL, 0);
+        break;
     }
     if (ok && !PQpipelineSync(c->pg)) ok = false;
     if (!ok) {
@@ -780,7 +839,8 @@ static void conn_send_job(pconn *c, job *j)
     j->sent = true;
     arm(c, c->s->timeout_ms, deadline_cb);
     int f = PQflush(c->pg);
-    if (f < 0 || watch(c, UV_READABLE | (f ? UV_WRITABLE : 0), false) < 0) conn_fail(c, -ECONNRESET);
+    if (f < 0 || watch(c, UV_READABLE | (f ? UV_WRITABLE : 0), false) < 0)
+        conn_fail(c, -ECONNRESET);
 }
 
 static void start_pipeline(pconn *c)
@@ -797,7 +857,8 @@ static void start_pipeline(pconn *c)
     conn_send_job(c, j);
 }
 
-/* ---- results ---------------------------------------------------------------------------------- */
+/* ---- results ----------------------------------------------------------------------------------
+ */
 
 static void deliver(store *s, job *j, int kind, const char *key, json_t *row)
 {
@@ -822,20 +883,23 @@ static void load_result(store *s, job *j, int q, const PGresult *r)
             break;
         }
         case Q_L_REQ: {
-            json_t *row = json_pack("{s:s,s:i,s:s,s:I}", "fingerprint", PQgetvalue(r, i, 1),
-                                    "status", atoi(PQgetvalue(r, i, 2)), "body",
-                                    PQgetvalue(r, i, 4), "expires",
-                                    (json_int_t)strtoll(PQgetvalue(r, i, 5), NULL, 10));
+            json_t *row =
+                json_pack("{s:s,s:i,s:s,s:I}", "fingerprint", PQgetvalue(r, i, 1), "status",
+                          atoi(PQgetvalue(r, i, 2)), "body", PQgetvalue(r, i, 4), "expires",
+                          (json_int_t)strtoll(PQgetvalue(r, i, 5), NULL, 10));
             if (row && !PQgetisnull(r, i, 3))
                 json_object_set_new(row, "method", json_string(PQgetvalue(r, i, 3)));
             deliver(s, j, STORE_REQUEST, key, row);
             break;
         }
         case Q_L_CONSUMER:
-            deliver(s, j, STORE_CONSUMER, key,
-                    json_pack("{s:I}", "acked", (json_int_t)strtoll(PQgetvalue(r, i, 1), NULL, 10)));
+            deliver(
+                s, j, STORE_CONSUMER, key,
+                json_pack("{s:I}", "acked", (json_int_t)strtoll(PQgetvalue(r, i, 1), NULL, 10)));
             break;
-        case Q_L_EVENTS: deliver(s, j, STORE_EVENT, key, json_string(PQgetvalue(r, i, 1))); break;
+        case Q_L_EVENTS:
+            deliver(s, j, STORE_EVENT, key, json_string(PQgetvalue(r, i, 1)));
+            break;
         case Q_L_META:
             if (!PQgetisnull(r, i, 0)) j->last_seq = strtoull(PQgetvalue(r, i, 0), NULL, 10);
             break;
@@ -900,7 +964,7 @@ static void pipeline_pump(pconn *c)
         j->got++;
         if (st == PGRES_FATAL_ERROR) {
             if (!j->err) {
-                const char *what = j->type == J_COMMIT     ? "commit"
+                const char *what = j->type == J_COMMIT      ? "commit"
                                    : j->type == J_LOAD      ? "load"
                                    : j->type == J_HOUSEKEEP ? "housekeeping"
                                    : j->type == J_PREPARE   ? "prepare"
@@ -946,10 +1010,12 @@ static void conn_poll_cb(uv_poll_t *h, int status, int events)
         return;
     }
     int f = PQflush(c->pg);
-    if (f < 0 || watch(c, UV_READABLE | (f ? UV_WRITABLE : 0), false) < 0) conn_fail(c, -ECONNRESET);
+    if (f < 0 || watch(c, UV_READABLE | (f ? UV_WRITABLE : 0), false) < 0)
+        conn_fail(c, -ECONNRESET);
 }
 
-/* ---- dispatch ----------------------------------------------------------------------------------- */
+/* ---- dispatch -----------------------------------------------------------------------------------
+ */
 
 static job *pop_writer(store *s)
 {
@@ -1020,8 +1086,10 @@ static int check_conninfo(const char *conninfo)
             unsigned char buf[16];
             if (h[0] != '/' && h[0] != '@' && inet_pton(AF_INET, h, buf) != 1 &&
                 inet_pton(AF_INET6, h, buf) != 1) {
-                LOGC(LOG_ERROR, CTX, "conninfo: host '%s' would need a DNS lookup; use hostaddr= "
-                     "or a socket directory", h);
+                LOGC(LOG_ERROR, CTX,
+                     "conninfo: host '%s' would need a DNS lookup; use hostaddr= "
+                     "or a socket directory",
+                     h);
                 r = -EINVAL;
             }
         }
@@ -1063,7 +1131,8 @@ store *store_new(uv_loop_t *loop, const store_opts *o)
 
 static void store_free_all(store *s)
 {
-    for (int i = 0; i < s->pool; i++) free(s->conns[i].applied);
+    for (int i = 0; i < s->pool; i++)
+        free(s->conns[i].applied);
     free(s->conns);
     free(s->conninfo);
     free(s->node_id);
@@ -1078,7 +1147,8 @@ int store_start(store *s, void (*ready)(void *ud, int err), void *ud)
     s->ready = ready;
     s->ready_ud = ud;
     /* connect from the loop, so that no callback runs inside this call */
-    for (int i = 0; i < s->pool; i++) arm(&s->conns[i], 0, backoff_cb);
+    for (int i = 0; i < s->pool; i++)
+        arm(&s->conns[i], 0, backoff_cb);
     return 0;
 }
 

@@ -33,7 +33,8 @@
 store_batch *store_batch_new(void)
 {
     store_batch *b = xcalloc(1, sizeof *b);
-    for (int k = 0; k < STORE_NPUT; k++) b->put[k].idx = hmap_new();
+    for (int k = 0; k < STORE_NPUT; k++)
+        b->put[k].idx = hmap_new();
     b->reqidx = hmap_new();
     b->ackidx = hmap_new();
     return b;
@@ -57,9 +58,11 @@ void store_batch_free(store_batch *b)
     }
     free(b->req);
     hmap_free(b->reqidx);
-    for (size_t i = 0; i < b->nev; i++) free(b->ev[i].text);
+    for (size_t i = 0; i < b->nev; i++)
+        free(b->ev[i].text);
     free(b->ev);
-    for (size_t i = 0; i < b->nack; i++) free(b->ack[i].name);
+    for (size_t i = 0; i < b->nack; i++)
+        free(b->ack[i].name);
     free(b->ack);
     hmap_free(b->ackidx);
     free(b);
@@ -69,7 +72,8 @@ size_t store_batch_size(const store_batch *b)
 {
     if (!b) return 0;
     size_t n = b->nreq + b->nev + b->nack;
-    for (int k = 0; k < STORE_NPUT; k++) n += b->put[k].n;
+    for (int k = 0; k < STORE_NPUT; k++)
+        n += b->put[k].n;
     return n;
 }
 
@@ -209,18 +213,21 @@ void store_batch_merge(store_batch *dst, store_batch *src)
         src->ev[i].text = NULL;
     }
     if (src->last_seq > dst->last_seq) dst->last_seq = src->last_seq;
-    for (size_t i = 0; i < src->nack; i++) store_batch_ack(dst, src->ack[i].name, src->ack[i].acked);
+    for (size_t i = 0; i < src->nack; i++)
+        store_batch_ack(dst, src->ack[i].name, src->ack[i].acked);
     store_batch_free(src);
 }
 
-/* ---- binary arrays ---------------------------------------------------------------------------- */
+/* ---- binary arrays ----------------------------------------------------------------------------
+ */
 
 #define ARR_HDR 20 /* ndim, flags, element type, dim 1's length and lower bound */
 
 static void ab_reserve(store_abuf *b, size_t n)
 {
     if (b->n + n <= b->cap) return;
-    while (b->n + n > b->cap) b->cap = b->cap ? 2 * b->cap : 1024;
+    while (b->n + n > b->cap)
+        b->cap = b->cap ? 2 * b->cap : 1024;
     b->p = xrealloc(b->p, b->cap);
 }
 

@@ -8,7 +8,8 @@
 #include "lib/hmap.h"
 #include "store/store.h"
 
-#define STORE_NPUT 4 /* STORE_CONN .. STORE_SERVER: the kinds with a plain (key, text row) table */
+#define STORE_NPUT 4 /* STORE_CONN .. STORE_SERVER: the kinds with a plain (key, text row) table   \
+                      */
 
 typedef struct store_put {
     char *key;
@@ -60,9 +61,9 @@ void store_batch_merge(store_batch *dst, store_batch *src);
  * per element its length (-1 = NULL) and its bytes, all integers big-endian. Nothing is escaped
  * and the server copies the elements as they are. */
 #define STORE_OID_BYTEA 17
-#define STORE_OID_INT8 20
-#define STORE_OID_INT4 23
-#define STORE_OID_TEXT 25
+#define STORE_OID_INT8  20
+#define STORE_OID_INT4  23
+#define STORE_OID_TEXT  25
 typedef struct store_abuf {
     char *p;
     size_t n, cap;

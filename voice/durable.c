@@ -32,15 +32,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PARK_MAX 10000
+#define PARK_MAX        10000
 #define QUEUE_MAX_ITEMS 1000000
-#define TICK_MS 100
-#define HOUSEKEEP_MS 5000
+#define TICK_MS         100
+#define HOUSEKEEP_MS    5000
 
 typedef struct ditem {
     int kind; /* store kind, or -2 for an ack */
     char *key;
-    json_t *row; /* NULL = delete */
+    json_t *row;  /* NULL = delete */
     uint64_t num; /* ack */
 } ditem;
 
@@ -100,14 +100,19 @@ static int sig_to_store_kind(sig_write_kind k)
 {
     switch (k) {
     case SIG_W_CONN_PUT:
-    case SIG_W_CONN_DEL: return STORE_CONN;
+    case SIG_W_CONN_DEL:
+        return STORE_CONN;
     case SIG_W_CALL_PUT:
-    case SIG_W_CALL_DEL: return STORE_CALL;
+    case SIG_W_CALL_DEL:
+        return STORE_CALL;
     case SIG_W_NONCE_PUT:
-    case SIG_W_NONCE_DEL: return STORE_NONCE;
+    case SIG_W_NONCE_DEL:
+        return STORE_NONCE;
     case SIG_W_SERVER_PUT:
-    case SIG_W_SERVER_DEL: return STORE_SERVER;
-    case SIG_W_REQUEST_PUT: return STORE_REQUEST;
+    case SIG_W_SERVER_DEL:
+        return STORE_SERVER;
+    case SIG_W_REQUEST_PUT:
+        return STORE_REQUEST;
     }
     return -3;
 }
@@ -115,16 +120,23 @@ static int sig_to_store_kind(sig_write_kind k)
 static sig_write_kind store_to_sig_kind(int k)
 {
     switch (k) {
-    case STORE_CONN: return SIG_W_CONN_PUT;
-    case STORE_CALL: return SIG_W_CALL_PUT;
-    case STORE_NONCE: return SIG_W_NONCE_PUT;
-    case STORE_SERVER: return SIG_W_SERVER_PUT;
-    case STORE_REQUEST: return SIG_W_REQUEST_PUT;
-    default: return (sig_write_kind)-1;
+    case STORE_CONN:
+        return SIG_W_CONN_PUT;
+    case STORE_CALL:
+        return SIG_W_CALL_PUT;
+    case STORE_NONCE:
+        return SIG_W_NONCE_PUT;
+    case STORE_SERVER:
+        return SIG_W_SERVER_PUT;
+    case STORE_REQUEST:
+        return SIG_W_REQUEST_PUT;
+    default:
+        return (sig_write_kind)-1;
     }
 }
 
-/* ---- batches -------------------------------------------------------------------------------------- */
+/* ---- batches
+ * -------------------------------------------------------------------------------------- */
 
 static dbatch *open_batch(durable *d)
 {
@@ -156,8 +168,10 @@ static void free_batch(durable *d, dbatch *b)
         json_decref(b->items[i].row);
     }
     d->queued_items -= b->nitems;
-    for (size_t i = 0; i < b->ntexts; i++) free(b->texts[i]);
-    for (size_t i = 0; i < b->nreplies; i++) free(b->replies[i].body);
+    for (size_t i = 0; i < b->ntexts; i++)
+        free(b->texts[i]);
+    for (size_t i = 0; i < b->nreplies; i++)
+        free(b->replies[i].body);
     free(b->items);
     free(b->texts);
     free(b->replies);
@@ -175,7 +189,8 @@ static store_batch *build(const dbatch *b)
             store_batch_put(sb, it->kind, it->key, it->row ? json_incref(it->row) : NULL);
         }
     }
-    for (size_t i = 0; i < b->ntexts; i++) store_batch_event(sb, b->first_seq + i, b->texts[i]);
+    for (size_t i = 0; i < b->ntexts; i++)
+        store_batch_event(sb, b->first_seq + i, b->texts[i]);
     return sb;
 }
 
@@ -211,7 +226,8 @@ static void on_commit(void *ud, int err)
     voice_node *n = d->n;
     dbatch *b = d->head;
     b->inflight = false;
-    if (!err) metrics_hist_observe(&d->commit_hist, (double)(time_mono_ns() - d->commit_t0_ns) / 1e9);
+    if (!err)
+        metrics_hist_observe(&d->commit_hist, (double)(time_mono_ns() - d->commit_t0_ns) / 1e9);
     if (err) {
         d->commit_errors_seen++;
         LOG(LOG_WARN, "commit of %zu writes and %zu events failed (%s): kept for retry", b->nitems,
@@ -251,7 +267,8 @@ static void kick(durable *d)
     }
 }
 
-/* ---- the node's hooks ------------------------------------------------------------------------------ */
+/* ---- the node's hooks
+ * ------------------------------------------------------------------------------ */
 
 void durable_take_effects(voice_node *n, sig_effects *fx)
 {
@@ -281,8 +298,12 @@ void durable_take_effects(voice_node *n, sig_effects *fx)
     }
     for (size_t i = 0; i < fx->nreplies; i++) {
         sig_reply *r = &fx->replies[i];
-        dreply dr = {.req = r->req, .status = r->status, .method = r->method, .body = r->body,
-                     .len = r->len, .at_ms = time_now_ms()};
+        dreply dr = {.req = r->req,
+                     .status = r->status,
+                     .method = r->method,
+                     .body = r->body,
+                     .len = r->len,
+                     .at_ms = time_now_ms()};
         r->body = NULL;
         if (!b) {
             send_reply(n, &dr);
@@ -410,16 +431,15 @@ static void on_timer(uv_timer_t *t)
     unpark(d);
     kick(d);
     if (!n->stopping)
-        sig_set_health(n->core, !d->loaded               ? "starting"
-                                : store_is_up(d->st) ? "ok"
-                                                     : "degraded");
+        sig_set_health(n->core, !d->loaded ? "starting" : store_is_up(d->st) ? "ok" : "degraded");
     if (d->loaded && store_is_up(d->st) && now - d->last_housekeep >= HOUSEKEEP_MS) {
         d->last_housekeep = now;
         store_housekeep(d->st, now);
     }
 }
 
-/* ---- recovery -------------------------------------------------------------------------------------- */
+/* ---- recovery
+ * -------------------------------------------------------------------------------------- */
 
 static void on_row(void *ud, int kind, const char *key, json_t *row)
 {
@@ -458,7 +478,8 @@ static void on_loaded(void *ud, int err, uint64_t last_seq)
     voice_node *n = d->n;
     if (err) {
         LOG(LOG_ERROR, "loading state failed (%s); retrying", strerror(-err));
-        for (size_t i = 0; i < d->nl; i++) free(d->ltexts[i]);
+        for (size_t i = 0; i < d->nl; i++)
+            free(d->ltexts[i]);
         d->nl = 0;
         json_object_clear(d->lconsumers);
         d->ready_once = false; /* the timer starts the load again once the store is up */
@@ -470,7 +491,8 @@ static void on_loaded(void *ud, int err, uint64_t last_seq)
     n->outbox = sig_outbox_new((size_t)n->cf->events_retention, first);
     for (size_t i = 0; i < d->nl; i++) {
         if (sig_outbox_publish_text(n->outbox, d->lseqs[i], d->ltexts[i]) != 0)
-            LOG(LOG_ERROR, "recovery: event seq %llu out of order", (unsigned long long)d->lseqs[i]);
+            LOG(LOG_ERROR, "recovery: event seq %llu out of order",
+                (unsigned long long)d->lseqs[i]);
     }
     free(d->ltexts);
     free(d->lseqs);
@@ -482,7 +504,7 @@ static void on_loaded(void *ud, int err, uint64_t last_seq)
         LOG(LOG_ERROR, "recovery: retained events end at %llu but the last committed seq is %llu",
             (unsigned long long)sig_outbox_last_seq(n->outbox), (unsigned long long)last_seq);
     n->next_seq = last_seq + 1 > sig_outbox_next_seq(n->outbox) ? last_seq + 1
-                                                                 : sig_outbox_next_seq(n->outbox);
+                                                                : sig_outbox_next_seq(n->outbox);
     const char *name;
     json_t *acked;
     json_object_foreach(d->lconsumers, name, acked)

@@ -31,7 +31,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- replies ------------------------------------------------------------------------------------ */
+/* ---- replies ------------------------------------------------------------------------------------
+ */
 
 void http_tx_clear(http_tx *tx)
 {
@@ -79,8 +80,8 @@ int http_tx_write(struct lws *wsi, http_tx *tx)
         lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH,
                                      (const unsigned char *)clen, cl, &p, end) ||
         (tx->close_after &&
-         lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION,
-                                      (const unsigned char *)"close", 5, &p, end)) ||
+         lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION, (const unsigned char *)"close", 5,
+                                      &p, end)) ||
         lws_finalize_http_header(wsi, &p, end))
         goto out;
     memcpy(p, tx->body, tx->len);
@@ -109,7 +110,8 @@ static void write_direct(struct lws *wsi, http_tx *tx)
 
 static void submit(voice_node *n, struct lws *wsi, rpc_pss *p);
 
-/* ---- the RPC vhost ------------------------------------------------------------------------------ */
+/* ---- the RPC vhost ------------------------------------------------------------------------------
+ */
 
 static void pss_reset(voice_node *n, rpc_pss *p)
 {
@@ -160,8 +162,11 @@ static int on_http(voice_node *n, struct lws *wsi, rpc_pss *p, const char *path)
     int has_len = hdr_int(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, &clen);
     bool chunked = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
     bool has_body = post && ((has_len > 0 && clen > 0) || chunked);
-    LOG(LOG_DEBUG, "http %s %s content_length=%lld", post ? "POST" : get ? "GET" : "other", path,
-        clen);
+    LOG(LOG_DEBUG, "http %s %s content_length=%lld",
+        post  ? "POST"
+        : get ? "GET"
+              : "other",
+        path, clen);
 
     int status = 0;
     const char *code = NULL, *msg = NULL;

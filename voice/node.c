@@ -32,7 +32,8 @@
 
 #define LAG_INTERVAL_MS 1000
 
-/* ---- the pump ---------------------------------------------------------------------------------- */
+/* ---- the pump ----------------------------------------------------------------------------------
+ */
 
 static void arm_tick(voice_node *n);
 
@@ -86,7 +87,8 @@ static void arm_tick(voice_node *n)
     uv_timer_start(&n->tick, on_tick, delay > 0 ? (uint64_t)delay : 0, 0);
 }
 
-/* ---- metrics ----------------------------------------------------------------------------------- */
+/* ---- metrics -----------------------------------------------------------------------------------
+ */
 
 void node_count_rpc(voice_node *n, const char *method, int status, double seconds)
 {
@@ -131,7 +133,8 @@ void node_render_metrics(voice_node *n, metrics_buf *b)
     metrics_family(b, M_RPC_DURATION);
     for (it = 0; hmap_next(n->rpc_stats, &it, &k, &kl, &v);) {
         rpc_stat *s = v;
-        metrics_hist_write(b, M_RPC_DURATION, &s->hist, (const char *[]){"method", s->method, NULL});
+        metrics_hist_write(b, M_RPC_DURATION, &s->hist,
+                           (const char *[]){"method", s->method, NULL});
     }
     metrics_family(b, M_VOICE_CONNS);
     metrics_sample(b, M_VOICE_CONNS, (double)st.conns_pending,
@@ -139,7 +142,8 @@ void node_render_metrics(voice_node *n, metrics_buf *b)
     metrics_sample(b, M_VOICE_CONNS, (double)st.conns_active,
                    (const char *[]){"state", "active", NULL});
     metrics_family(b, M_CALLS);
-    metrics_sample(b, M_CALLS, (double)st.calls_ringing, (const char *[]){"state", "ringing", NULL});
+    metrics_sample(b, M_CALLS, (double)st.calls_ringing,
+                   (const char *[]){"state", "ringing", NULL});
     metrics_sample(b, M_CALLS, (double)st.calls_active, (const char *[]){"state", "active", NULL});
     metrics_family(b, M_RING_OUTCOMES);
     metrics_sample(b, M_RING_OUTCOMES, (double)st.ring_answered,
@@ -176,8 +180,10 @@ void node_render_metrics(voice_node *n, metrics_buf *b)
     metrics_family(b, M_STORE_UP);
     metrics_sample(b, M_STORE_UP, durable_up(n) ? 1 : 0, NULL);
     metrics_family(b, M_STORE_QUEUE);
-    metrics_sample(b, M_STORE_QUEUE, (double)ds.queue_items, (const char *[]){"kind", "writes", NULL});
-    metrics_sample(b, M_STORE_QUEUE, (double)ds.parked, (const char *[]){"kind", "parked_requests", NULL});
+    metrics_sample(b, M_STORE_QUEUE, (double)ds.queue_items,
+                   (const char *[]){"kind", "writes", NULL});
+    metrics_sample(b, M_STORE_QUEUE, (double)ds.parked,
+                   (const char *[]){"kind", "parked_requests", NULL});
     metrics_family(b, M_STORE_COMMITS);
     metrics_sample(b, M_STORE_COMMITS, (double)ds.commits, (const char *[]){"result", "ok", NULL});
     metrics_sample(b, M_STORE_COMMITS, (double)ds.commit_errors,
@@ -200,7 +206,8 @@ static void on_lag(uv_timer_t *t)
     n->lag_due_ns = now + (uint64_t)LAG_INTERVAL_MS * 1000000;
 }
 
-/* ---- helpers shared by the vhosts ------------------------------------------------------------- */
+/* ---- helpers shared by the vhosts -------------------------------------------------------------
+ */
 
 bool node_bearer_ok(voice_node *n, struct lws *wsi)
 {
@@ -208,7 +215,8 @@ bool node_bearer_ok(voice_node *n, struct lws *wsi)
     int len = lws_hdr_copy(wsi, hdr, sizeof hdr, WSI_TOKEN_HTTP_AUTHORIZATION);
     if (len < 7 || strncasecmp(hdr, "Bearer ", 7) != 0) return false;
     const char *tok = hdr + 7;
-    while (*tok == ' ') tok++;
+    while (*tok == ' ')
+        tok++;
     unsigned char h[SHA256_DIGEST_LENGTH];
     SHA256((const unsigned char *)tok, strlen(tok), h);
     /* comparing digests keeps the time independent of the secret's length and content */
@@ -226,7 +234,8 @@ int node_ws_send(voice_node *n, struct lws *wsi, const char *data, size_t len)
     return w < (int)len ? -1 : 0;
 }
 
-/* ---- lifecycle --------------------------------------------------------------------------------- */
+/* ---- lifecycle ---------------------------------------------------------------------------------
+ */
 
 static void on_handle_closed(uv_handle_t *h)
 {
@@ -301,7 +310,8 @@ static void on_signal(uv_signal_t *s, int signum)
 static void lws_log_emit(int level, const char *line)
 {
     size_t l = strlen(line);
-    while (l && (line[l - 1] == '\n' || line[l - 1] == '\r')) l--;
+    while (l && (line[l - 1] == '\n' || line[l - 1] == '\r'))
+        l--;
     enum log_level lv = level == LLL_ERR ? LOG_ERROR : level == LLL_WARN ? LOG_WARN : LOG_DEBUG;
     LOGC(lv, "lws", "%.*s", (int)l, line);
 }
@@ -321,7 +331,8 @@ static struct lws_vhost *make_vhost(voice_node *n, const char *name, const char 
     vi.keepalive_timeout = 60;
     vi.timeout_secs = 30;
     vi.user = n;
-    vi.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DISABLE_IPV6 * (strchr(host, ':') == NULL);
+    vi.options =
+        LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DISABLE_IPV6 * (strchr(host, ':') == NULL);
     struct lws_vhost *vh = lws_create_vhost(n->lws, &vi);
     if (!vh) LOG(LOG_ERROR, "cannot listen on %s for %s (address in use?)", addr, name);
     return vh;
@@ -438,7 +449,8 @@ void voice_node_free(voice_node *n)
     const void *k;
     size_t kl;
     void *v;
-    while (hmap_next(n->rpc_stats, &it, &k, &kl, &v)) free(v);
+    while (hmap_next(n->rpc_stats, &it, &k, &kl, &v))
+        free(v);
     hmap_free(n->rpc_stats);
     hmap_free(n->pending);
     sig_outbox_free(n->outbox);

@@ -21,7 +21,8 @@
 #include <stdbool.h>
 #include <uv.h>
 
-/* ---- an HTTP reply waiting for WRITEABLE ------------------------------------------------------ */
+/* ---- an HTTP reply waiting for WRITEABLE ------------------------------------------------------
+ */
 typedef struct http_tx {
     char *body; /* owned */
     size_t len;
@@ -41,8 +42,9 @@ void http_tx_error(struct lws *wsi, http_tx *tx, int status, const char *code, c
 int http_tx_write(struct lws *wsi, http_tx *tx);
 void http_tx_clear(http_tx *tx);
 
-/* ---- an /events client (lives in the per-session data of the RPC vhost) ------------------------ */
-#define EV_RX_MAX 4096
+/* ---- an /events client (lives in the per-session data of the RPC vhost) ------------------------
+ */
+#define EV_RX_MAX   4096
 #define EV_CTRL_MAX 2
 typedef struct ev_client {
     struct voice_node *n;
@@ -65,7 +67,8 @@ void ev_closed(ev_client *c);
 void ev_notify_all(struct voice_node *n); /* new events: wake every client that is behind */
 
 /* ---- the per-session data of the RPC vhost: one HTTP transaction at a time, or an /events
- * client once upgraded ---------------------------------------------------------------------------- */
+ * client once upgraded ----------------------------------------------------------------------------
+ */
 typedef struct rpc_pss {
     uint64_t req_id; /* waiting in node->pending for the core's reply; 0 if not */
     int64_t t0_ns;   /* end of the body (the latency histogram's start) */
@@ -78,7 +81,8 @@ typedef struct rpc_pss {
     ev_client ev;
 } rpc_pss;
 
-/* ---- the node ---------------------------------------------------------------------------------- */
+/* ---- the node ----------------------------------------------------------------------------------
+ */
 typedef struct rpc_stat {
     const char *method; /* static (from the core) */
     metrics_hist hist;
@@ -118,7 +122,7 @@ struct voice_node {
     unsigned char *wbuf;
     size_t wcap;
 
-    durable *durable; /* NULL: in-memory node (no --db) */
+    durable *durable;  /* NULL: in-memory node (no --db) */
     uint64_t next_seq; /* durable: seq of the next event to number */
     int64_t stop_deadline_ms;
 
@@ -142,7 +146,8 @@ bool node_bearer_ok(struct voice_node *n, struct lws *wsi);
 /* Writes one WS text message from `data` through the shared scratch (adds LWS_PRE). */
 int node_ws_send(struct voice_node *n, struct lws *wsi, const char *data, size_t len);
 
-/* ---- durable.c ------------------------------------------------------------------------------------ */
+/* ---- durable.c
+ * ------------------------------------------------------------------------------------ */
 typedef struct durable_stats_t {
     bool up;
     size_t queue_items, parked;

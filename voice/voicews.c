@@ -22,7 +22,7 @@
 #include <string.h>
 
 #define VW_RX_MAX 16384
-#define VW_QMAX 8
+#define VW_QMAX   8
 
 enum { VW_HELLO, VW_READY };
 
@@ -75,14 +75,22 @@ static int send_json(vw_pss *p, json_t *j)
 static int redeem_failure(vw_pss *p, int rc)
 {
     switch (rc) {
-    case -EBADMSG: return vw_close(p, 4004, "authentication failed: malformed token");
-    case -EKEYREJECTED: return vw_close(p, 4004, "authentication failed: bad signature");
-    case -EKEYEXPIRED: return vw_close(p, 4021, "token expired");
-    case -EALREADY: return vw_close(p, 4022, "token already used");
-    case -EXDEV: return vw_close(p, 4023, "token issued for another node");
-    case -EACCES: return vw_close(p, 4023, "token does not match its connection (user/session/room)");
-    case -ENOENT: return vw_close(p, 4024, "voice connection no longer exists");
-    default: return vw_close(p, 4004, "authentication failed");
+    case -EBADMSG:
+        return vw_close(p, 4004, "authentication failed: malformed token");
+    case -EKEYREJECTED:
+        return vw_close(p, 4004, "authentication failed: bad signature");
+    case -EKEYEXPIRED:
+        return vw_close(p, 4021, "token expired");
+    case -EALREADY:
+        return vw_close(p, 4022, "token already used");
+    case -EXDEV:
+        return vw_close(p, 4023, "token issued for another node");
+    case -EACCES:
+        return vw_close(p, 4023, "token does not match its connection (user/session/room)");
+    case -ENOENT:
+        return vw_close(p, 4024, "voice connection no longer exists");
+    default:
+        return vw_close(p, 4004, "authentication failed");
     }
 }
 
@@ -162,7 +170,8 @@ static int vw_writeable(vw_pss *p)
 static void vw_free(vw_pss *p)
 {
     if (!p->ws) return;
-    for (int i = 0; i < p->qn; i++) free(p->q[(p->qhead + i) % VW_QMAX]);
+    for (int i = 0; i < p->qn; i++)
+        free(p->q[(p->qhead + i) % VW_QMAX]);
     p->qn = 0;
     free(p->rx);
     p->rx = NULL;

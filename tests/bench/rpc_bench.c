@@ -96,7 +96,8 @@ struct bench {
 static void client_send_next(client *c);
 static void client_close(client *c);
 
-/* ---- helpers ------------------------------------------------------------------------------------ */
+/* ---- helpers ------------------------------------------------------------------------------------
+ */
 static void *xrealloc(void *p, size_t n)
 {
     void *q = realloc(p, n);
@@ -130,7 +131,8 @@ static double pct(const lat_log *l, double p)
     return l->v[i] / 1000.0;
 }
 
-/* ---- requests ------------------------------------------------------------------------------------ */
+/* ---- requests
+ * ------------------------------------------------------------------------------------ */
 static void on_write(uv_write_t *req, int status)
 {
     client *c = req->data;
@@ -179,8 +181,9 @@ static bool json_cid(const char *body, size_t len, char out[32])
 {
     json_t *j = json_loadb(body, len, 0, NULL);
     const char *cid = NULL;
-    if (j) cid = json_string_value(json_object_get(
-               json_object_get(json_object_get(j, "result"), "voice_state"), "connection_id"));
+    if (j)
+        cid = json_string_value(json_object_get(
+            json_object_get(json_object_get(j, "result"), "voice_state"), "connection_id"));
     bool ok = cid && strlen(cid) < 32;
     if (ok) strcpy(out, cid);
     json_decref(j);
@@ -264,8 +267,10 @@ static void on_reply(client *c, int status, const char *body, size_t blen)
             }
             c->uid[c->ncid] += 1000000000ULL; /* another user id, try again */
         }
-        if (c->ncid == c->want) client_ready(c);
-        else client_send_next(c);
+        if (c->ncid == c->want)
+            client_ready(c);
+        else
+            client_send_next(c);
         return;
     }
     if (c->phase != PH_RUN) return;
@@ -381,7 +386,8 @@ static void client_close(client *c)
     uv_close((uv_handle_t *)&c->tcp, on_close);
     if (!b->started && !b->failed) { /* a client died before the window opened: give up */
         b->failed = true;
-        for (int i = 0; i < b->o.clients; i++) client_close(&b->cl[i]);
+        for (int i = 0; i < b->o.clients; i++)
+            client_close(&b->cl[i]);
     }
 }
 
@@ -394,10 +400,12 @@ static void on_hard_deadline(uv_timer_t *t)
         b->t_end = uv_hrtime();
     }
     b->failed = !b->started;
-    for (int i = 0; i < b->o.clients; i++) client_close(&b->cl[i]);
+    for (int i = 0; i < b->o.clients; i++)
+        client_close(&b->cl[i]);
 }
 
-/* ---- main --------------------------------------------------------------------------------------- */
+/* ---- main ---------------------------------------------------------------------------------------
+ */
 static void usage(void)
 {
     fprintf(stderr,
@@ -409,21 +417,34 @@ static void usage(void)
 static int parse_opts(int argc, char **argv, bench_opts *o)
 {
     static const struct option lo[] = {
-        {"host", required_argument, NULL, 'H'},     {"port", required_argument, NULL, 'p'},
-        {"secret-file", required_argument, NULL, 's'}, {"mode", required_argument, NULL, 'm'},
-        {"clients", required_argument, NULL, 'c'},  {"duration", required_argument, NULL, 'd'},
-        {"conns", required_argument, NULL, 'n'},    {"channels", required_argument, NULL, 'k'},
-        {"header", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        {"host", required_argument, NULL, 'H'},
+        {"port", required_argument, NULL, 'p'},
+        {"secret-file", required_argument, NULL, 's'},
+        {"mode", required_argument, NULL, 'm'},
+        {"clients", required_argument, NULL, 'c'},
+        {"duration", required_argument, NULL, 'd'},
+        {"conns", required_argument, NULL, 'n'},
+        {"channels", required_argument, NULL, 'k'},
+        {"header", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
-    *o = (bench_opts){.host = "127.0.0.1", .mode = MODE_UPDATE, .clients = 8, .duration_s = 3,
-                      .conns = 1000, .channels = 50};
+    *o = (bench_opts){.host = "127.0.0.1",
+                      .mode = MODE_UPDATE,
+                      .clients = 8,
+                      .duration_s = 3,
+                      .conns = 1000,
+                      .channels = 50};
     const char *env = getenv("VOXD_RPC_SECRET");
     if (env) snprintf(o->secret, sizeof o->secret, "%s", env);
     int ch;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (ch) {
-        case 'H': o->host = optarg; break;
-        case 'p': o->port = atoi(optarg); break;
+        case 'H':
+            o->host = optarg;
+            break;
+        case 'p':
+            o->port = atoi(optarg);
+            break;
         case 's': {
             FILE *f = fopen(optarg, "r");
             if (!f) {
@@ -432,21 +453,36 @@ static int parse_opts(int argc, char **argv, bench_opts *o)
             }
             size_t n = fread(o->secret, 1, sizeof o->secret - 1, f);
             fclose(f);
-            while (n && (o->secret[n - 1] == '\n' || o->secret[n - 1] == '\r')) n--;
+            while (n && (o->secret[n - 1] == '\n' || o->secret[n - 1] == '\r'))
+                n--;
             o->secret[n] = 0;
             break;
         }
         case 'm':
-            if (strcmp(optarg, "update") == 0) o->mode = MODE_UPDATE;
-            else if (strcmp(optarg, "churn") == 0) o->mode = MODE_CHURN;
-            else return -1;
+            if (strcmp(optarg, "update") == 0)
+                o->mode = MODE_UPDATE;
+            else if (strcmp(optarg, "churn") == 0)
+                o->mode = MODE_CHURN;
+            else
+                return -1;
             break;
-        case 'c': o->clients = atoi(optarg); break;
-        case 'd': o->duration_s = atof(optarg); break;
-        case 'n': o->conns = atoi(optarg); break;
-        case 'k': o->channels = atoi(optarg); break;
-        case 'h': o->header = true; break;
-        default: return -1;
+        case 'c':
+            o->clients = atoi(optarg);
+            break;
+        case 'd':
+            o->duration_s = atof(optarg);
+            break;
+        case 'n':
+            o->conns = atoi(optarg);
+            break;
+        case 'k':
+            o->channels = atoi(optarg);
+            break;
+        case 'h':
+            o->header = true;
+            break;
+        default:
+            return -1;
         }
     }
     if (o->port <= 0 || o->port > 65535 || !o->secret[0] || o->clients < 1 || o->clients > 4096 ||
@@ -479,8 +515,8 @@ int main(int argc, char **argv)
     uv_timer_init(&loop, &b.stop_timer);
     uv_timer_init(&loop, &b.hard_timer);
     b.stop_timer.data = b.hard_timer.data = &b;
-    uv_timer_start(&b.hard_timer, on_hard_deadline, (uint64_t)(b.o.duration_s * 1000) + 10000 +
-                                                        (uint64_t)b.o.conns * 5, 0);
+    uv_timer_start(&b.hard_timer, on_hard_deadline,
+                   (uint64_t)(b.o.duration_s * 1000) + 10000 + (uint64_t)b.o.conns * 5, 0);
     b.waiting = b.o.clients;
     for (int i = 0; i < b.o.clients; i++) {
         client *c = &b.cl[i];

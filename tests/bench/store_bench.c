@@ -37,8 +37,8 @@ static store_batch *make_batch(int rows, int b)
         snprintf(key, sizeof key, "conn-%d-%d", b, i);
         store_batch_put(x, STORE_CONN, key,
                         json_pack("{s:i,s:s,s:s,s:s,s:b,s:b}", "version", b, "connection_id", key,
-                                  "user_id", "80351110224678912", "channel_id",
-                                  "41771983423143937", "self_mute", 0, "self_deaf", 0));
+                                  "user_id", "80351110224678912", "channel_id", "41771983423143937",
+                                  "self_mute", 0, "self_deaf", 0));
     }
     return x;
 }
@@ -58,16 +58,19 @@ int main(int argc, char **argv)
     store_opts o = {.conninfo = argv[1], .node_id = node, .request_timeout_ms = 60000};
     store *s = store_new(&loop, &o);
     if (!s || store_start(s, on_ready, NULL) != 0) return 1;
-    while (!ready) uv_run(&loop, UV_RUN_ONCE);
+    while (!ready)
+        uv_run(&loop, UV_RUN_ONCE);
     for (int mode = 0; mode < 2; mode++) {
         int64_t t0 = time_mono_ns();
         for (int b = 0; b < batches; b++) {
             pending++;
             if (store_commit(s, make_batch(rows, b + mode * batches), on_done, NULL) < 0) return 1;
             if (mode == 0)
-                while (pending) uv_run(&loop, UV_RUN_ONCE);
+                while (pending)
+                    uv_run(&loop, UV_RUN_ONCE);
         }
-        while (pending) uv_run(&loop, UV_RUN_ONCE);
+        while (pending)
+            uv_run(&loop, UV_RUN_ONCE);
         double sec = (double)(time_mono_ns() - t0) / 1e9;
         store_stats st;
         store_get_stats(s, &st);

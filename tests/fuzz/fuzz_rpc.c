@@ -38,7 +38,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     sig_effects fx;
     sig_effects_take(core, &fx);
     for (size_t i = 0; i < fx.nreplies; i++)
-        if (fx.replies[i].status < 200 || fx.replies[i].status > 599 || !fx.replies[i].body) abort();
+        if (fx.replies[i].status < 200 || fx.replies[i].status > 599 || !fx.replies[i].body)
+            abort();
     sig_effects_free(&fx);
     return 0;
 }

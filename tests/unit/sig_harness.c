@@ -51,7 +51,8 @@ static void collect(th *t)
     json_array_clear(t->writes);
     for (size_t i = 0; i < fx.nwrites; i++) {
         sig_write *w = &fx.writes[i];
-        json_array_append_new(t->writes, json_pack("{s:i,s:s}", "kind", (int)w->kind, "key", w->key));
+        json_array_append_new(t->writes,
+                              json_pack("{s:i,s:s}", "kind", (int)w->kind, "key", w->key));
         /* a DEL kind is its PUT kind + 1 */
         int put = w->row ? (int)w->kind : (int)w->kind - 1;
         char *dbkey = xasprintf("%d/%s", put, w->key);

@@ -30,7 +30,7 @@ int th_rpc(th *t, const char *method, const char *params_json, json_t **result);
 /* Submits a raw body; returns the request handle; the reply may be read with th_reply. */
 uint64_t th_submit(th *t, const char *body);
 int th_reply(th *t, uint64_t req, json_t **body); /* status, 0 if none yet */
-void th_advance(th *t, int64_t ms);                /* moves the clock and fires timers */
+void th_advance(th *t, int64_t ms);               /* moves the clock and fires timers */
 /* Simulates kill -9 and restart: a new core rebuilt only from t->db (the persisted rows).
  * Returns the number of rows the core refused (0 expected). */
 int th_restart(th *t);

@@ -28,7 +28,8 @@ static int load(const char *const *env, conf **c, int argc, ...)
     char *argv[32] = {prog};
     va_list ap;
     va_start(ap, argc);
-    for (int i = 0; i < argc; i++) argv[i + 1] = va_arg(ap, char *);
+    for (int i = 0; i < argc; i++)
+        argv[i + 1] = va_arg(ap, char *);
     va_end(ap);
     fake_env = env;
     return conf_load(argc + 1, argv, env_get, c, errbuf, sizeof errbuf);
@@ -68,8 +69,8 @@ TEST(defaults)
 TEST(flags_both_forms_and_durations)
 {
     conf *c;
-    CHECK_EQ_INT(load(secrets_env, &c, 5, "--rpc-listen=127.0.0.1:9000", "--ring-timeout",
-                      "2m", "--join-hold=500ms", "--dev"),
+    CHECK_EQ_INT(load(secrets_env, &c, 5, "--rpc-listen=127.0.0.1:9000", "--ring-timeout", "2m",
+                      "--join-hold=500ms", "--dev"),
                  0);
     CHECK_EQ_STR(c->rpc_listen, "127.0.0.1:9000");
     CHECK_EQ_INT(c->ring_timeout_ms, 120000);
@@ -107,8 +108,8 @@ TEST(precedence_file_env_flag)
                          "VOXD_TOKEN_SECRET=token-secret-0123456789", "VOXD_DB=from-env", NULL};
     conf *c;
     CHECK_EQ_INT(load(env, &c, 4, "--config", cfg, "--node-id", "flag-node"), 0);
-    CHECK_EQ_STR(c->region, "eu-west");   /* file over default */
-    CHECK_EQ_STR(c->db, "from-env");      /* env over file */
+    CHECK_EQ_STR(c->region, "eu-west");    /* file over default */
+    CHECK_EQ_STR(c->db, "from-env");       /* env over file */
     CHECK_EQ_STR(c->node_id, "flag-node"); /* flag over file */
     CHECK_EQ_INT(c->grant_ttl_ms, 10000);
     conf_free(c);

@@ -27,7 +27,8 @@ TEST(snowflakes)
 TEST(base64url_round_trip_and_strictness)
 {
     unsigned char in[64], out[64];
-    for (int i = 0; i < 64; i++) in[i] = (unsigned char)(i * 37 + 11);
+    for (int i = 0; i < 64; i++)
+        in[i] = (unsigned char)(i * 37 + 11);
     for (size_t n = 0; n <= 64; n++) {
         char enc[100];
         b64url_encode(in, n, enc);
@@ -65,7 +66,8 @@ TEST(hmap_put_get_del_many)
     CHECK(hmap_getu(m, 77) == (void *)5);
     CHECK(hmap_putu(m, 77, (void *)6) == (void *)5);
     size_t it = 0, n = 0;
-    while (hmap_next(m, &it, NULL, NULL, NULL)) n++;
+    while (hmap_next(m, &it, NULL, NULL, NULL))
+        n++;
     CHECK_EQ_INT(n, 2501);
     hmap_free(m);
 }

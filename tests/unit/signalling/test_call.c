@@ -9,8 +9,9 @@
 #include <stdlib.h>
 
 #define CH "500"
-#define CREATE_3 "{\"channel_id\":\"500\",\"message_id\":\"900\",\"caller_id\":\"1\"," \
-                 "\"recipients\":[\"1\",\"2\",\"3\"],\"region\":\"eu\"}"
+#define CREATE_3                                                                                   \
+    "{\"channel_id\":\"500\",\"message_id\":\"900\",\"caller_id\":\"1\","                          \
+    "\"recipients\":[\"1\",\"2\",\"3\"],\"region\":\"eu\"}"
 
 /* Joins the call and confirms the connection (its media transport is up). */
 static const char *dm_join(th *t, const char *user)
@@ -172,8 +173,8 @@ TEST(decline_does_not_end_the_call_idle_timer_does)
            "\"recipients\":[\"1\",\"2\"]}",
            &r);
     th_drop_events(t);
-    CHECK_EQ_INT(th_rpc(t, "call.stop_ringing", "{\"channel_id\":\"500\",\"user_ids\":[\"2\"]}", &r),
-                 200);
+    CHECK_EQ_INT(
+        th_rpc(t, "call.stop_ringing", "{\"channel_id\":\"500\",\"user_ids\":[\"2\"]}", &r), 200);
     CHECK_EQ_INT(json_array_size(jget(r, "call.ringing")), 0);
     json_t *e = th_event(t);
     CHECK_EQ_STR(jstr(e, "event"), "CALL_UPDATE");
@@ -343,8 +344,9 @@ TEST(join_before_create_is_held_then_proceeds)
     CHECK_EQ_STR(jstr(e, "event"), "VOICE_STATE_UPDATE");
     json_decref(e);
     /* the retried request_id returns the same reply */
-    uint64_t again = th_submit(t, "{\"method\":\"voice.connect\",\"params\":{\"channel_id\":\"500\","
-                                  "\"user_id\":\"1\",\"session_id\":\"s-1\"},\"request_id\":\"j1\"}");
+    uint64_t again =
+        th_submit(t, "{\"method\":\"voice.connect\",\"params\":{\"channel_id\":\"500\","
+                     "\"user_id\":\"1\",\"session_id\":\"s-1\"},\"request_id\":\"j1\"}");
     CHECK_EQ_INT(th_reply(t, again, &r), 200);
     CHECK_EQ_INT(th_rpc(t, "voice.get", "{\"channel_id\":\"500\"}", &r), 200);
     CHECK_EQ_INT(json_array_size(jget(r, "voice_states")), 1);
@@ -422,7 +424,8 @@ TEST(five_connections_per_user_per_call)
     th *t = th_new(NULL);
     json_t *r;
     th_rpc(t, "call.create", CREATE_3, &r);
-    for (int i = 0; i < 5; i++) CHECK(dm_join(t, "2"));
+    for (int i = 0; i < 5; i++)
+        CHECK(dm_join(t, "2"));
     CHECK(dm_join(t, "2") == NULL);
     th_free(t);
 }

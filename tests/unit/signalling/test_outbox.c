@@ -34,7 +34,8 @@ TEST(acks_prune_what_every_consumer_acked)
     sig_outbox *o = sig_outbox_new(100, 1);
     CHECK_EQ_INT(sig_outbox_consumer(o, "gw-a"), 0);
     CHECK_EQ_INT(sig_outbox_consumer(o, "gw-b"), 0);
-    for (int i = 0; i < 10; i++) pub(o, i);
+    for (int i = 0; i < 10; i++)
+        pub(o, i);
     CHECK_EQ_INT(sig_outbox_ack(o, "gw-a", 7), 0);
     CHECK_EQ_INT(sig_outbox_retained(o), 10); /* b has acked nothing */
     CHECK_EQ_INT(sig_outbox_ack(o, "gw-b", 4), 0);
@@ -57,7 +58,8 @@ TEST(acks_prune_what_every_consumer_acked)
 TEST(retention_bound_drops_the_oldest)
 {
     sig_outbox *o = sig_outbox_new(5, 1);
-    for (int i = 0; i < 200; i++) pub(o, i); /* also exercises ring growth/wrap */
+    for (int i = 0; i < 200; i++)
+        pub(o, i); /* also exercises ring growth/wrap */
     CHECK_EQ_INT(sig_outbox_retained(o), 5);
     CHECK_EQ_INT(sig_outbox_first_seq(o), 196);
     CHECK_EQ_INT(sig_outbox_last_seq(o), 200);

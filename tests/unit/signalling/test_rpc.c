@@ -29,13 +29,12 @@ TEST(duplicate_keys_are_refused_at_any_depth)
 {
     th *t = th_new(NULL);
     json_t *r;
-    CHECK_EQ_INT(raw(t, "{\"method\":\"node.status\",\"method\":\"node.status\",\"params\":{}}", &r),
-                 400);
+    CHECK_EQ_INT(
+        raw(t, "{\"method\":\"node.status\",\"method\":\"node.status\",\"params\":{}}", &r), 400);
     CHECK(strstr(jstr(r, "message"), "duplicate") != NULL);
-    CHECK_EQ_INT(raw(t,
-                     "{\"method\":\"voice.get\",\"params\":{\"guild_id\":\"1\",\"guild_id\":\"2\"}}",
-                     &r),
-                 400);
+    CHECK_EQ_INT(
+        raw(t, "{\"method\":\"voice.get\",\"params\":{\"guild_id\":\"1\",\"guild_id\":\"2\"}}", &r),
+        400);
     th_free(t);
 }
 
@@ -66,28 +65,32 @@ TEST(params_types_missing_unknown_are_named)
 {
     th *t = th_new(NULL);
     json_t *r;
-    CHECK_EQ_INT(th_rpc(t, "voice.connect", "{\"guild_id\":\"1\",\"channel_id\":\"2\","
-                                            "\"session_id\":\"s\"}",
+    CHECK_EQ_INT(th_rpc(t, "voice.connect",
+                        "{\"guild_id\":\"1\",\"channel_id\":\"2\","
+                        "\"session_id\":\"s\"}",
                         &r),
                  400);
     CHECK_EQ_STR(jstr(r, "field"), "params.user_id");
     CHECK(strstr(jstr(r, "message"), "required") != NULL);
-    CHECK_EQ_INT(th_rpc(t, "voice.connect", "{\"guild_id\":\"1\",\"channel_id\":\"2\","
-                                            "\"user_id\":\"3\",\"session_id\":\"s\","
-                                            "\"self_mute\":\"yes\"}",
+    CHECK_EQ_INT(th_rpc(t, "voice.connect",
+                        "{\"guild_id\":\"1\",\"channel_id\":\"2\","
+                        "\"user_id\":\"3\",\"session_id\":\"s\","
+                        "\"self_mute\":\"yes\"}",
                         &r),
                  400);
     CHECK_EQ_STR(jstr(r, "field"), "params.self_mute");
     CHECK(strstr(jstr(r, "message"), "boolean") != NULL);
-    CHECK_EQ_INT(th_rpc(t, "voice.connect", "{\"guild_id\":\"1\",\"channel_id\":\"2\","
-                                            "\"user_id\":\"3\",\"session_id\":\"s\","
-                                            "\"self_mutee\":true}",
+    CHECK_EQ_INT(th_rpc(t, "voice.connect",
+                        "{\"guild_id\":\"1\",\"channel_id\":\"2\","
+                        "\"user_id\":\"3\",\"session_id\":\"s\","
+                        "\"self_mutee\":true}",
                         &r),
                  400);
     CHECK_EQ_STR(jstr(r, "field"), "params.self_mutee");
-    CHECK_EQ_INT(th_rpc(t, "voice.connect", "{\"guild_id\":\"1\",\"channel_id\":\"2\","
-                                            "\"user_id\":\"3\",\"session_id\":\"s\","
-                                            "\"user_limit\":-1}",
+    CHECK_EQ_INT(th_rpc(t, "voice.connect",
+                        "{\"guild_id\":\"1\",\"channel_id\":\"2\","
+                        "\"user_id\":\"3\",\"session_id\":\"s\","
+                        "\"user_limit\":-1}",
                         &r),
                  400);
     CHECK_EQ_STR(jstr(r, "field"), "params.user_limit");
@@ -97,8 +100,15 @@ TEST(params_types_missing_unknown_are_named)
 TEST(invalid_snowflakes)
 {
     th *t = th_new(NULL);
-    const char *bad[] = {"\"0\"", "\"-1\"", "\"abc\"", "\"123456789012345678901\"",
-                         "\"18446744073709551616\"", "\"\"", "\" 12\"", "12", "null"};
+    const char *bad[] = {"\"0\"",
+                         "\"-1\"",
+                         "\"abc\"",
+                         "\"123456789012345678901\"",
+                         "\"18446744073709551616\"",
+                         "\"\"",
+                         "\" 12\"",
+                         "12",
+                         "null"};
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
         char *p = xasprintf("{\"guild_id\":\"1\",\"channel_id\":\"2\",\"user_id\":%s,"
                             "\"session_id\":\"s\"}",
@@ -110,9 +120,10 @@ TEST(invalid_snowflakes)
             FAIL_("user_id %s: status %d, field %s", bad[i], st, jstr(r, "field"));
     }
     json_t *r;
-    CHECK_EQ_INT(th_rpc(t, "voice.connect", "{\"guild_id\":\"1\",\"channel_id\":\"2\","
-                                            "\"user_id\":\"18446744073709551615\","
-                                            "\"session_id\":\"s\"}",
+    CHECK_EQ_INT(th_rpc(t, "voice.connect",
+                        "{\"guild_id\":\"1\",\"channel_id\":\"2\","
+                        "\"user_id\":\"18446744073709551615\","
+                        "\"session_id\":\"s\"}",
                         &r),
                  200);
     th_free(t);
@@ -148,9 +159,10 @@ TEST(request_id_replays_the_reply_without_acting_twice)
     const char *bad = "{\"method\":\"call.get\",\"request_id\":\"r-2\",\"params\":{"
                       "\"channel_id\":\"77\"}}";
     CHECK_EQ_INT(raw(t, bad, &r), 404);
-    th_rpc(t, "call.create",
-           "{\"channel_id\":\"77\",\"message_id\":\"1\",\"caller_id\":\"1\",\"recipients\":[\"1\"]}",
-           &r);
+    th_rpc(
+        t, "call.create",
+        "{\"channel_id\":\"77\",\"message_id\":\"1\",\"caller_id\":\"1\",\"recipients\":[\"1\"]}",
+        &r);
     CHECK_EQ_INT(raw(t, bad, &r), 404);
     /* forgotten after the TTL: the id is free again (the call ended meanwhile: idle) */
     th_advance(t, 600001);
@@ -165,9 +177,11 @@ TEST(request_id_replays_the_reply_without_acting_twice)
 
 TEST(mutating_methods_are_told_apart_from_reads)
 {
-    CHECK(sig_rpc_mutates("{\"method\":\"voice.update\",\"params\":{}}", strlen("{\"method\":\"voice.update\",\"params\":{}}")));
+    CHECK(sig_rpc_mutates("{\"method\":\"voice.update\",\"params\":{}}",
+                          strlen("{\"method\":\"voice.update\",\"params\":{}}")));
     CHECK(sig_rpc_mutates("{\"method\":\"call.create\"}", strlen("{\"method\":\"call.create\"}")));
-    CHECK(!sig_rpc_mutates("{\"method\":\"voice.get\",\"params\":{}}", strlen("{\"method\":\"voice.get\",\"params\":{}}")));
+    CHECK(!sig_rpc_mutates("{\"method\":\"voice.get\",\"params\":{}}",
+                           strlen("{\"method\":\"voice.get\",\"params\":{}}")));
     CHECK(!sig_rpc_mutates("{\"method\":\"node.status\"}", strlen("{\"method\":\"node.status\"}")));
     CHECK(!sig_rpc_mutates("{\"method\":", strlen("{\"method\":")));
     CHECK(!sig_rpc_mutates(NULL, 0));

@@ -8,7 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#define G "100"
+#define G  "100"
 #define C1 "201"
 #define C2 "202"
 
@@ -43,11 +43,14 @@ TEST(connect_creates_state_version_0_with_grant)
     CHECK(jget(r, "voice_server.channel_id") == NULL);
     CHECK(jstr(r, "voice_server.token") != NULL);
     /* exactly the reference's field set */
-    const char *fields[] = {"guild_id", "channel_id", "user_id", "connection_id", "session_id",
-                            "member", "mute", "deaf", "self_mute", "self_deaf", "self_video",
-                            "self_stream", "is_mobile", "suppress", "viewer_stream_keys", "version"};
+    const char *fields[] = {
+        "guild_id",   "channel_id",  "user_id",   "connection_id", "session_id",
+        "member",     "mute",        "deaf",      "self_mute",     "self_deaf",
+        "self_video", "self_stream", "is_mobile", "suppress",      "viewer_stream_keys",
+        "version"};
     CHECK_EQ_INT(json_object_size(jget(r, "voice_state")), ARRAY_LEN(fields));
-    for (size_t i = 0; i < ARRAY_LEN(fields); i++) CHECK(jget(r, "voice_state") && jget(jget(r, "voice_state"), fields[i]));
+    for (size_t i = 0; i < ARRAY_LEN(fields); i++)
+        CHECK(jget(r, "voice_state") && jget(jget(r, "voice_state"), fields[i]));
     /* events: the state to the guild, the grant to the session */
     CHECK_EQ_INT(th_nevents(t), 2);
     json_t *e = th_event(t);
@@ -190,7 +193,8 @@ TEST(user_limit_counts_distinct_users)
 TEST(five_connections_per_user_per_guild)
 {
     th *t = th_new(NULL);
-    for (int i = 0; i < 5; i++) CHECK(th_connect(t, G, i % 2 ? C1 : C2, "1", NULL));
+    for (int i = 0; i < 5; i++)
+        CHECK(th_connect(t, G, i % 2 ? C1 : C2, "1", NULL));
     json_t *r;
     CHECK_EQ_INT(th_rpc(t, "voice.connect",
                         "{\"guild_id\":\"100\",\"channel_id\":\"201\",\"user_id\":\"1\","
@@ -220,7 +224,8 @@ TEST(permissions_force_suppress_and_flags)
     th_drop_events(t);
     /* asking to stream without the permission changes nothing */
     CHECK_EQ_INT(rpcf(t, "voice.update", &r,
-                      "{\"connection_id\":\"%s\",\"user_id\":\"1\",\"self_stream\":true%s}", cid, ""),
+                      "{\"connection_id\":\"%s\",\"user_id\":\"1\",\"self_stream\":true%s}", cid,
+                      ""),
                  200);
     CHECK_EQ_INT(jbool(r, "changed"), 0);
     CHECK_EQ_INT(jbool(r, "voice_state.self_stream"), 0);
@@ -315,31 +320,32 @@ TEST(viewer_stream_keys_must_name_a_connection_in_the_channel)
     snprintf(far, sizeof far, "%s", th_connect(t, G, C2, "3", "\"self_stream\":true"));
     json_t *r;
     char *k = key_of(G, C1, a);
-    CHECK_EQ_INT(rpcf(t, "voice.update", &r,
-                      "{\"connection_id\":\"%s\",\"user_id\":\"2\",\"viewer_stream_keys\":[\"%s\"]}",
-                      b, k),
-                 200);
+    CHECK_EQ_INT(
+        rpcf(t, "voice.update", &r,
+             "{\"connection_id\":\"%s\",\"user_id\":\"2\",\"viewer_stream_keys\":[\"%s\"]}", b, k),
+        200);
     CHECK_EQ_STR(jstr(r, "voice_state.viewer_stream_keys.0"), k);
     CHECK_EQ_INT(jint(r, "voice_state.version"), 1);
     free(k);
     k = key_of(G, C2, far); /* a connection in another channel */
-    CHECK_EQ_INT(rpcf(t, "voice.update", &r,
-                      "{\"connection_id\":\"%s\",\"user_id\":\"2\",\"viewer_stream_keys\":[\"%s\"]}",
-                      b, k),
-                 400);
+    CHECK_EQ_INT(
+        rpcf(t, "voice.update", &r,
+             "{\"connection_id\":\"%s\",\"user_id\":\"2\",\"viewer_stream_keys\":[\"%s\"]}", b, k),
+        400);
     CHECK_EQ_STR(jstr(r, "code"), "INVALID_STREAM_KEY");
     CHECK_EQ_STR(jstr(r, "field"), "params.viewer_stream_keys[0]");
     free(k);
-    CHECK_EQ_INT(rpcf(t, "voice.update", &r,
-                      "{\"connection_id\":\"%s\",\"user_id\":\"2\",\"viewer_stream_keys\":[\"%s\"]}",
-                      b, "garbage"),
-                 400);
+    CHECK_EQ_INT(
+        rpcf(t, "voice.update", &r,
+             "{\"connection_id\":\"%s\",\"user_id\":\"2\",\"viewer_stream_keys\":[\"%s\"]}", b,
+             "garbage"),
+        400);
     CHECK_EQ_STR(jstr(r, "code"), "INVALID_STREAM_KEY");
     k = key_of(G, C1, "AAAAAAAAAAAAAAAAAAAAAA"); /* well-formed, names nobody */
-    CHECK_EQ_INT(rpcf(t, "voice.update", &r,
-                      "{\"connection_id\":\"%s\",\"user_id\":\"2\",\"viewer_stream_keys\":[\"%s\"]}",
-                      b, k),
-                 400);
+    CHECK_EQ_INT(
+        rpcf(t, "voice.update", &r,
+             "{\"connection_id\":\"%s\",\"user_id\":\"2\",\"viewer_stream_keys\":[\"%s\"]}", b, k),
+        400);
     free(k);
     /* the refused updates changed nothing */
     CHECK_EQ_INT(rpcf(t, "voice.get", &r, "{\"connection_id\":\"%s\"%s}", b, ""), 200);
@@ -363,9 +369,8 @@ TEST(move_is_one_event_naming_old_and_new_channel)
          "{\"connection_id\":\"%s\",\"user_id\":\"1\",\"viewer_stream_keys\":[\"%s\"]}", a, k);
     free(k);
     th_drop_events(t);
-    CHECK_EQ_INT(rpcf(t, "voice.move", &r, "{\"connection_id\":\"%s\",\"channel_id\":\"%s\"}", a,
-                      C2),
-                 200);
+    CHECK_EQ_INT(
+        rpcf(t, "voice.move", &r, "{\"connection_id\":\"%s\",\"channel_id\":\"%s\"}", a, C2), 200);
     CHECK_EQ_STR(jstr(r, "voice_state.channel_id"), C2);
     CHECK_EQ_STR(jstr(r, "voice_state.connection_id"), a);
     CHECK_EQ_INT(jint(r, "voice_state.version"), 2);
@@ -385,9 +390,8 @@ TEST(move_is_one_event_naming_old_and_new_channel)
     CHECK_EQ_INT(jint(e, "data.version"), 2);
     json_decref(e);
     /* moving to where it already is changes nothing */
-    CHECK_EQ_INT(rpcf(t, "voice.move", &r, "{\"connection_id\":\"%s\",\"channel_id\":\"%s\"}", a,
-                      C2),
-                 200);
+    CHECK_EQ_INT(
+        rpcf(t, "voice.move", &r, "{\"connection_id\":\"%s\",\"channel_id\":\"%s\"}", a, C2), 200);
     CHECK_EQ_INT(jint(r, "voice_state.version"), 2);
     CHECK_EQ_INT(th_nevents(t), 0);
     th_free(t);
@@ -420,12 +424,12 @@ TEST(disconnect_is_one_leave_with_version_plus_one)
     snprintf(a, sizeof a, "%s", th_connect(t, G, C1, "1", NULL));
     th_drop_events(t);
     json_t *r;
-    CHECK_EQ_INT(rpcf(t, "voice.disconnect", &r, "{\"connection_id\":\"%s\",\"user_id\":\"%s\"}",
-                      a, "2"),
-                 403);
-    CHECK_EQ_INT(rpcf(t, "voice.disconnect", &r, "{\"connection_id\":\"%s\",\"user_id\":\"%s\"}",
-                      a, "1"),
-                 200);
+    CHECK_EQ_INT(
+        rpcf(t, "voice.disconnect", &r, "{\"connection_id\":\"%s\",\"user_id\":\"%s\"}", a, "2"),
+        403);
+    CHECK_EQ_INT(
+        rpcf(t, "voice.disconnect", &r, "{\"connection_id\":\"%s\",\"user_id\":\"%s\"}", a, "1"),
+        200);
     CHECK_EQ_INT(jint(r, "disconnected"), 1);
     CHECK_EQ_INT(th_nevents(t), 1);
     json_t *e = th_event(t);
@@ -447,14 +451,15 @@ TEST(disconnect_selectors)
     CHECK(th_connect(t, G, C1, "2", NULL));
     CHECK(th_connect(t, G, C1, "3", NULL));
     json_t *r;
-    CHECK_EQ_INT(th_rpc(t, "voice.disconnect", "{\"guild_id\":\"100\",\"user_id\":\"1\"}", &r), 200);
+    CHECK_EQ_INT(th_rpc(t, "voice.disconnect", "{\"guild_id\":\"100\",\"user_id\":\"1\"}", &r),
+                 200);
     CHECK_EQ_INT(jint(r, "disconnected"), 2);
     CHECK_EQ_INT(th_rpc(t, "voice.disconnect", "{\"session_id\":\"s-2\"}", &r), 200);
     CHECK_EQ_INT(jint(r, "disconnected"), 1);
-    CHECK_EQ_INT(th_rpc(t, "voice.disconnect",
-                        "{\"guild_id\":\"100\",\"channel_id\":\"201\",\"reason\":\"channel_deleted\"}",
-                        &r),
-                 200);
+    CHECK_EQ_INT(
+        th_rpc(t, "voice.disconnect",
+               "{\"guild_id\":\"100\",\"channel_id\":\"201\",\"reason\":\"channel_deleted\"}", &r),
+        200);
     CHECK_EQ_INT(jint(r, "disconnected"), 1);
     CHECK_EQ_INT(th_rpc(t, "voice.get", "{\"guild_id\":\"100\"}", &r), 200);
     CHECK_EQ_INT(json_array_size(jget(r, "voice_states")), 0);

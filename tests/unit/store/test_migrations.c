@@ -1,7 +1,8 @@
 /*
- * tests/unit/store/test_migrations.c — the migrations embedded in the binary (store/store_migrations.c)
- * are byte for byte the .sql files in store/migrations/, numbered 1..N without gaps (regenerate with
- * store/migrations/embed.sh). Runs from the repository root (tests/run-all.sh does).
+ * tests/unit/store/test_migrations.c — the migrations embedded in the binary
+ * (store/store_migrations.c) are byte for byte the .sql files in store/migrations/, numbered 1..N
+ * without gaps (regenerate with store/migrations/embed.sh). Runs from the repository root
+ * (tests/run-all.sh does).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -43,7 +44,8 @@ TEST(embedded_equal_sql_files)
         if (!file) FAIL_("%s: cannot read (run from the repository root)", path);
         int same = len == strlen(sql) && memcmp(file, sql, len) == 0;
         free(file);
-        if (!same) FAIL_("%s differs from store/store_migrations.c: run store/migrations/embed.sh", path);
+        if (!same)
+            FAIL_("%s differs from store/store_migrations.c: run store/migrations/embed.sh", path);
     }
     CHECK_EQ_INT(store_migration(n, NULL, NULL, NULL), -ENOENT);
 }

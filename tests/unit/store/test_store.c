@@ -25,7 +25,8 @@ static char pg_conninfo[512], pg_dir[256];
 static int guard_fd = -1;
 static pid_t guard_pid;
 
-/* ---- cluster ---------------------------------------------------------------------------------- */
+/* ---- cluster ----------------------------------------------------------------------------------
+ */
 
 /* scripts/pg.sh VERB DIR; its exit status */
 static int pg_sh(const char *verb)
@@ -57,7 +58,8 @@ static int cluster_up(void)
         signal(SIGINT, SIG_IGN);
         close(fds[1]);
         char c;
-        while (read(fds[0], &c, 1) > 0) {}
+        while (read(fds[0], &c, 1) > 0) {
+        }
         execl("scripts/pg.sh", "pg.sh", "stop", pg_dir, (char *)NULL);
         _exit(1);
     }
@@ -72,9 +74,7 @@ static int cluster_up(void)
     return pclose(f) == 0 ? 0 : -1;
 }
 
-static void quiet(void *arg, const char *msg)
-{
-}
+static void quiet(void *arg, const char *msg) {}
 
 static void exec_ok_quiet(PGconn *c)
 {
@@ -133,7 +133,8 @@ static bool fresh_db(const char *name)
     return ok;
 }
 
-/* ---- loop helpers ------------------------------------------------------------------------------ */
+/* ---- loop helpers ------------------------------------------------------------------------------
+ */
 
 typedef struct ctx {
     uv_loop_t loop;
@@ -164,7 +165,8 @@ static bool run_until(ctx *x, const volatile bool *flag)
     expired = false;
     uv_timer_init(&x->loop, &guard);
     uv_timer_start(&guard, guard_cb, 30000, 0);
-    while (!*flag && !expired) uv_run(&x->loop, UV_RUN_ONCE);
+    while (!*flag && !expired)
+        uv_run(&x->loop, UV_RUN_ONCE);
     uv_close((uv_handle_t *)&guard, NULL);
     uv_run(&x->loop, UV_RUN_NOWAIT);
     return *flag;
@@ -190,7 +192,10 @@ static bool open_store(ctx *x, const char *dbname, const char *node, int pool, i
     uv_loop_init(&x->loop);
     char ci[700];
     snprintf(ci, sizeof ci, "%s dbname=%s", pg_conninfo, dbname);
-    store_opts o = {.conninfo = ci, .node_id = node, .pool_size = pool, .reconnect_min_ms = 20,
+    store_opts o = {.conninfo = ci,
+                    .node_id = node,
+                    .pool_size = pool,
+                    .reconnect_min_ms = 20,
                     .reconnect_max_ms = rmax};
     x->s = store_new(&x->loop, &o);
     if (!x->s) return false;
@@ -205,7 +210,8 @@ static bool close_store(ctx *x)
     store_close(x->s, on_closed, x);
     run_until(x, &x->closed);
     uv_run(&x->loop, UV_RUN_DEFAULT);
-    for (int k = 0; k < STORE__NKINDS; k++) json_decref(x->rows[k]);
+    for (int k = 0; k < STORE__NKINDS; k++)
+        json_decref(x->rows[k]);
     json_decref(x->events);
     return x->closed && uv_loop_close(&x->loop) == 0;
 }
@@ -274,7 +280,8 @@ static const char *sget(json_t *o, const char *k)
     return json_string_value(json_object_get(o, k));
 }
 
-/* ---- tests ------------------------------------------------------------------------------------- */
+/* ---- tests -------------------------------------------------------------------------------------
+ */
 
 TEST(migrations_twice_is_noop)
 {
@@ -306,19 +313,22 @@ TEST(older_level_is_upgraded)
               exec_ok(c, "INSERT INTO voxd_schema_migrations (version, name) VALUES (1, 'state')");
     PQfinish(c);
     CHECK(ok);
-    CHECK_EQ_INT(scalar("vt_old", "SELECT count(*) FROM pg_tables WHERE tablename = 'voxd_events'"), 0);
+    CHECK_EQ_INT(scalar("vt_old", "SELECT count(*) FROM pg_tables WHERE tablename = 'voxd_events'"),
+                 0);
     ctx x;
     CHECK(open_store(&x, "vt_old", "n1", 2, 5000));
     CHECK(close_store(&x));
     CHECK_EQ_INT(scalar("vt_old", "SELECT count(*) FROM voxd_schema_migrations"),
                  store_migration_count());
-    CHECK_EQ_INT(scalar("vt_old", "SELECT count(*) FROM pg_tables WHERE tablename IN "
-                                  "('voxd_events', 'voxd_requests', 'voxd_nodes', 'voxd_placement')"),
+    CHECK_EQ_INT(scalar("vt_old",
+                        "SELECT count(*) FROM pg_tables WHERE tablename IN "
+                        "('voxd_events', 'voxd_requests', 'voxd_nodes', 'voxd_placement')"),
                  4);
 }
 
 /* A database at level 3 holds jsonb rows: migration 004 turns them into text that loads back as the
- * same JSON (unicode, quotes, nesting), keeps the columns beside it, and the store writes on top. */
+ * same JSON (unicode, quotes, nesting), keeps the columns beside it, and the store writes on top.
+ */
 TEST(jsonb_rows_survive_text_migration)
 {
     CHECK(fresh_db("vt_jsonb"));
@@ -331,19 +341,22 @@ TEST(jsonb_rows_survive_text_migration)
         const char *name, *sql;
         store_migration(i, &v, &name, &sql);
         char ins[200];
-        snprintf(ins, sizeof ins, "INSERT INTO voxd_schema_migrations (version, name) VALUES (%d, '%s')",
-                 v, name);
+        snprintf(ins, sizeof ins,
+                 "INSERT INTO voxd_schema_migrations (version, name) VALUES (%d, '%s')", v, name);
         ok = exec_ok(c, sql) && exec_ok(c, ins);
     }
-    ok = ok &&
-         exec_ok(c, "INSERT INTO voxd_voice_states (node_id, key, version, data) VALUES ('n1', 'c1', "
-                    "7, '{\"version\": 7, \"nick\": \"K\u00e9vin \\\"q\\\" \\\\ \u2603\", "
-                    "\"flags\": {\"mute\": true, \"list\": [1, null]}}')") &&
-         exec_ok(c, "INSERT INTO voxd_nonces (node_id, key, exp_ms, data) VALUES ('n1', 'x', 5000, "
-                    "'{\"exp\": 5000, \"connection_id\": \"c1\"}')") &&
-         exec_ok(c, "INSERT INTO voxd_calls (node_id, key, data) VALUES ('n1', '9', '{\"ring\": 1}')") &&
-         exec_ok(c, "INSERT INTO voxd_server_state (node_id, key, data) VALUES ('n1', '1:2', "
-                    "'{\"mute\": false, \"deaf\": true}')");
+    ok =
+        ok &&
+        exec_ok(c,
+                "INSERT INTO voxd_voice_states (node_id, key, version, data) VALUES ('n1', 'c1', "
+                "7, '{\"version\": 7, \"nick\": \"K\u00e9vin \\\"q\\\" \\\\ \u2603\", "
+                "\"flags\": {\"mute\": true, \"list\": [1, null]}}')") &&
+        exec_ok(c, "INSERT INTO voxd_nonces (node_id, key, exp_ms, data) VALUES ('n1', 'x', 5000, "
+                   "'{\"exp\": 5000, \"connection_id\": \"c1\"}')") &&
+        exec_ok(
+            c, "INSERT INTO voxd_calls (node_id, key, data) VALUES ('n1', '9', '{\"ring\": 1}')") &&
+        exec_ok(c, "INSERT INTO voxd_server_state (node_id, key, data) VALUES ('n1', '1:2', "
+                   "'{\"mute\": false, \"deaf\": true}')");
     PQfinish(c);
     CHECK(ok);
     ctx x;
@@ -356,15 +369,20 @@ TEST(jsonb_rows_survive_text_migration)
     CHECK(load(&x));
     json_t *c1 = json_object_get(x.rows[STORE_CONN], "c1");
     json_t *want = json_loads("{\"version\":7,\"nick\":\"K\u00e9vin \\\"q\\\" \\\\ \u2603\","
-                              "\"flags\":{\"mute\":true,\"list\":[1,null]}}", 0, NULL);
+                              "\"flags\":{\"mute\":true,\"list\":[1,null]}}",
+                              0, NULL);
     CHECK(want && c1 && json_equal(c1, want));
     json_decref(want);
-    CHECK_EQ_INT(json_integer_value(json_object_get(json_object_get(x.rows[STORE_NONCE], "x"), "exp")), 5000);
-    CHECK_EQ_INT(json_integer_value(json_object_get(json_object_get(x.rows[STORE_CALL], "9"), "ring")), 1);
+    CHECK_EQ_INT(
+        json_integer_value(json_object_get(json_object_get(x.rows[STORE_NONCE], "x"), "exp")),
+        5000);
+    CHECK_EQ_INT(
+        json_integer_value(json_object_get(json_object_get(x.rows[STORE_CALL], "9"), "ring")), 1);
     CHECK(json_is_true(json_object_get(json_object_get(x.rows[STORE_SERVER], "1:2"), "deaf")));
     /* written over by the store: the version column follows the row */
     store_batch *b = store_batch_new();
-    store_batch_put(b, STORE_CONN, "c1", json_pack("{s:i,s:s}", "version", 8, "nick", "\u00e9\"\\"));
+    store_batch_put(b, STORE_CONN, "c1",
+                    json_pack("{s:i,s:s}", "version", 8, "nick", "\u00e9\"\\"));
     CHECK_EQ_INT(commit_wait(&x, b, 0), 0);
     CHECK(load(&x));
     CHECK_EQ_STR(sget(json_object_get(x.rows[STORE_CONN], "c1"), "nick"), "\u00e9\"\\");
@@ -378,7 +396,8 @@ TEST(commit_load_round_trip)
     CHECK(fresh_db("vt_rt"));
     CHECK(open_store(&x, "vt_rt", "node-a", 2, 5000));
     unsigned char fp[32];
-    for (int i = 0; i < 32; i++) fp[i] = (unsigned char)(i * 7);
+    for (int i = 0; i < 32; i++)
+        fp[i] = (unsigned char)(i * 7);
 
     store_batch *b = store_batch_new();
     store_batch_put(b, STORE_CONN, "c1", json_pack("{s:i,s:s}", "version", 3, "channel_id", "77"));
@@ -386,11 +405,14 @@ TEST(commit_load_round_trip)
     store_batch_put(b, STORE_CONN, "c3", json_pack("{s:i}", "version", 0));
     store_batch_put(b, STORE_CONN, "c3", NULL); /* last write wins: deleted */
     store_batch_put(b, STORE_CALL, "900", json_pack("{s:I}", "idle_deadline", (json_int_t)5000));
-    store_batch_put(b, STORE_NONCE, "n1", json_pack("{s:I,s:s}", "exp", (json_int_t)1000, "connection_id", "c1"));
-    store_batch_put(b, STORE_NONCE, "n2", json_pack("{s:I,s:s}", "exp", (json_int_t)9000, "connection_id", "c1"));
+    store_batch_put(b, STORE_NONCE, "n1",
+                    json_pack("{s:I,s:s}", "exp", (json_int_t)1000, "connection_id", "c1"));
+    store_batch_put(b, STORE_NONCE, "n2",
+                    json_pack("{s:I,s:s}", "exp", (json_int_t)9000, "connection_id", "c1"));
     store_batch_put(b, STORE_SERVER, "1:2", json_pack("{s:b,s:b}", "mute", 1, "deaf", 0));
     store_batch_put(b, STORE_SERVER, "1:3", json_pack("{s:b,s:b}", "mute", 0, "deaf", 1));
-    store_batch_request(b, "req-1", fp, 200, "voice.update", "{\"ok\":\"a \\\"quoted\\\" body\"}", 1500);
+    store_batch_request(b, "req-1", fp, 200, "voice.update", "{\"ok\":\"a \\\"quoted\\\" body\"}",
+                        1500);
     store_batch_put(b, STORE_REQUEST, "req-2",
                     json_pack("{s:s,s:i,s:s,s:s,s:I}", "fingerprint",
                               "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
@@ -418,7 +440,9 @@ TEST(commit_load_round_trip)
     CHECK_EQ_INT(json_integer_value(json_object_get(c1, "version")), 4);
     CHECK_EQ_STR(sget(c1, "channel_id"), "78");
     CHECK_EQ_INT(json_object_size(x.rows[STORE_CALL]), 1);
-    CHECK_EQ_INT(json_integer_value(json_object_get(json_object_get(x.rows[STORE_CALL], "900"), "idle_deadline")), 5000);
+    CHECK_EQ_INT(json_integer_value(
+                     json_object_get(json_object_get(x.rows[STORE_CALL], "900"), "idle_deadline")),
+                 5000);
     CHECK_EQ_INT(json_object_size(x.rows[STORE_NONCE]), 2);
     CHECK_EQ_INT(json_object_size(x.rows[STORE_SERVER]), 1);
     CHECK(json_is_true(json_object_get(json_object_get(x.rows[STORE_SERVER], "1:2"), "mute")));
@@ -431,7 +455,9 @@ TEST(commit_load_round_trip)
     CHECK_EQ_INT(json_integer_value(json_object_get(r1, "status")), 200);
     CHECK_EQ_INT(json_integer_value(json_object_get(r1, "expires")), 1500);
     CHECK_EQ_STR(sget(json_object_get(x.rows[STORE_REQUEST], "req-2"), "method"), "voice.get");
-    CHECK_EQ_INT(json_integer_value(json_object_get(json_object_get(x.rows[STORE_CONSUMER], "gw"), "acked")), 1);
+    CHECK_EQ_INT(
+        json_integer_value(json_object_get(json_object_get(x.rows[STORE_CONSUMER], "gw"), "acked")),
+        1);
     /* event 1 was acked by the only consumer: pruned; the rest in seq order */
     CHECK_EQ_INT(json_array_size(x.events), 4);
     for (size_t i = 0; i < 4; i++) {
@@ -439,11 +465,13 @@ TEST(commit_load_round_trip)
         snprintf(k, sizeof k, "%zu", i + 2);
         CHECK_EQ_STR(sget(json_array_get(x.events, i), "key"), k);
     }
-    CHECK_EQ_STR(sget(json_array_get(x.events, 0), "text"), "{\"seq\":2,\"event\":\"B\",\"data\":\"back\\\\slash\"}");
+    CHECK_EQ_STR(sget(json_array_get(x.events, 0), "text"),
+                 "{\"seq\":2,\"event\":\"B\",\"data\":\"back\\\\slash\"}");
     /* the columns beside the JSON */
     CHECK_EQ_INT(scalar("vt_rt", "SELECT version FROM voxd_voice_states WHERE key = 'c1'"), 4);
     CHECK_EQ_INT(scalar("vt_rt", "SELECT exp_ms FROM voxd_nonces WHERE key = 'n1'"), 1000);
-    CHECK_EQ_INT(scalar("vt_rt", "SELECT last_seq FROM voxd_node_meta WHERE node_id = 'node-a'"), 5);
+    CHECK_EQ_INT(scalar("vt_rt", "SELECT last_seq FROM voxd_node_meta WHERE node_id = 'node-a'"),
+                 5);
 
     /* housekeeping at t=2000: nonce n1 and req-1 expired; acking 4 prunes 2..4 */
     b = store_batch_new();
@@ -481,9 +509,11 @@ TEST(big_batch)
         snprintf(key, sizeof key, "conn-%d", i);
         store_batch_put(b, STORE_CONN, key,
                         json_pack("{s:i,s:s,s:s,s:b}", "version", i, "connection_id", key,
-                                  "session_id", "0123456789abcdef0123456789abcdef", "self_mute", 1));
+                                  "session_id", "0123456789abcdef0123456789abcdef", "self_mute",
+                                  1));
     }
-    for (int i = 1; i <= 3000; i++) store_batch_event(b, (uint64_t)i, "{\"event\":\"VOICE_STATE_UPDATE\"}");
+    for (int i = 1; i <= 3000; i++)
+        store_batch_event(b, (uint64_t)i, "{\"event\":\"VOICE_STATE_UPDATE\"}");
     CHECK_EQ_INT(store_batch_size(b), 15000);
     CHECK_EQ_INT(commit_wait(&x, b, 0), 0);
     store_stats st;
@@ -491,7 +521,8 @@ TEST(big_batch)
     CHECK_EQ_INT(st.rows_written, 15000);
     CHECK_EQ_INT(st.commits, 1);
     CHECK_EQ_INT(scalar("vt_big", "SELECT count(*) FROM voxd_voice_states"), 12000);
-    CHECK_EQ_INT(scalar("vt_big", "SELECT sum(version) FROM voxd_voice_states"), 12000LL * 11999 / 2);
+    CHECK_EQ_INT(scalar("vt_big", "SELECT sum(version) FROM voxd_voice_states"),
+                 12000LL * 11999 / 2);
     CHECK(load(&x));
     CHECK_EQ_INT(json_object_size(x.rows[STORE_CONN]), 12000);
     CHECK_EQ_INT(json_array_size(x.events), 3000);
@@ -517,7 +548,8 @@ TEST(commit_order_is_submission_order)
     store_stats st;
     store_get_stats(x.s, &st);
     CHECK_EQ_INT(st.queue_depth, 40);
-    while (x.ndone < 40) uv_run(&x.loop, UV_RUN_ONCE);
+    while (x.ndone < 40)
+        uv_run(&x.loop, UV_RUN_ONCE);
     for (int i = 0; i < 40; i++) {
         CHECK_EQ_INT(x.order[i], i);
         CHECK_EQ_INT(x.done_err[i], 0);
@@ -526,15 +558,14 @@ TEST(commit_order_is_submission_order)
     CHECK_EQ_INT(st.queue_depth, 0);
     CHECK(st.commits >= 1 && st.commits <= 40);
     CHECK(load(&x));
-    CHECK_EQ_INT(json_integer_value(json_object_get(json_object_get(x.rows[STORE_CALL], "same"), "n")), 39);
+    CHECK_EQ_INT(
+        json_integer_value(json_object_get(json_object_get(x.rows[STORE_CALL], "same"), "n")), 39);
     CHECK_EQ_INT(json_object_size(x.rows[STORE_CALL]), 41);
     CHECK_EQ_INT(x.last_seq, 40);
     CHECK(close_store(&x));
 }
 
-static void noop_cb(uv_timer_t *t)
-{
-}
+static void noop_cb(uv_timer_t *t) {}
 
 static bool is_down(ctx *x)
 {
@@ -550,7 +581,8 @@ static bool await(ctx *x, bool (*pred)(ctx *))
     uv_timer_start(&guard, guard_cb, 30000, 0);
     uv_timer_init(&x->loop, &tick); /* wakes the loop so pred is looked at */
     uv_timer_start(&tick, noop_cb, 10, 10);
-    while (!pred(x) && !expired) uv_run(&x->loop, UV_RUN_ONCE);
+    while (!pred(x) && !expired)
+        uv_run(&x->loop, UV_RUN_ONCE);
     uv_close((uv_handle_t *)&guard, NULL);
     uv_close((uv_handle_t *)&tick, NULL);
     uv_run(&x->loop, UV_RUN_NOWAIT);
@@ -571,7 +603,8 @@ static bool reconnected(ctx *x)
 
 TEST(reconnects_after_server_restart)
 {
-    if (!pg_dir[0]) FAIL_("VOXD_TEST_PG is set without VOXD_TEST_PG_DIR: cannot restart the server");
+    if (!pg_dir[0])
+        FAIL_("VOXD_TEST_PG is set without VOXD_TEST_PG_DIR: cannot restart the server");
     ctx x;
     CHECK(fresh_db("vt_restart"));
     CHECK(open_store(&x, "vt_restart", "n1", 2, 200));
@@ -602,7 +635,8 @@ TEST(reconnects_after_server_restart)
     CHECK_EQ_INT(x.ready_calls, 1);
     CHECK(load(&x));
     CHECK_EQ_INT(json_object_size(x.rows[STORE_CONN]), 2);
-    CHECK(json_object_get(x.rows[STORE_CONN], "before") && json_object_get(x.rows[STORE_CONN], "after"));
+    CHECK(json_object_get(x.rows[STORE_CONN], "before") &&
+          json_object_get(x.rows[STORE_CONN], "after"));
     CHECK(close_store(&x));
 }
 
@@ -624,7 +658,8 @@ int main(void)
 {
     log_min_level = LOG_ERROR;
     if (cluster_up() != 0) {
-        printf("not ok - %s:cluster: could not start a PostgreSQL cluster with scripts/pg.sh\n", __FILE__);
+        printf("not ok - %s:cluster: could not start a PostgreSQL cluster with scripts/pg.sh\n",
+               __FILE__);
         return 1;
     }
     RUN(refuses_dns_conninfo);
