@@ -273,13 +273,9 @@ static void kick(durable *d)
 void durable_take_effects(voice_node *n, sig_effects *fx)
 {
     durable *d = n->durable;
-    bool wrote = fx->nwrites || fx->nevents;
-    dbatch *b = NULL;
-    if (wrote || (d->head && fx->nreplies)) {
-        /* a reply waits for everything queued before it when its step wrote something; a reply
-         * of a step that wrote nothing goes out now (reads are served from memory) */
-        if (wrote) b = open_batch(d);
-    }
+    /* a reply waits for its batch's commit when its step wrote something; a reply of a step
+     * that wrote nothing goes out now (reads are served from memory, D16) */
+    dbatch *b = fx->nwrites || fx->nevents ? open_batch(d) : NULL;
     for (size_t i = 0; i < fx->nwrites; i++) {
         sig_write *w = &fx->writes[i];
         int kind = sig_to_store_kind(w->kind);
