@@ -47,6 +47,11 @@ NODE_OBJ  := $(NODE_SRC:%.c=$(BUILD)/%.o)
 
 VOXD := $(BUILD)/voxd
 
+# client/: the audio core of voxclient (libopus). Its own library; opus stays out of voxd's link.
+CLIENT_OBJ   := $(patsubst %.c,$(BUILD)/%.o,$(wildcard client/*.c))
+OPUS_CFLAGS  := $(shell pkg-config --cflags opus 2>/dev/null)
+OPUS_LIBS    := $(shell pkg-config --libs opus 2>/dev/null)
+
 # unit tests: tests/unit/<module>/test_*.c, each its own binary, linked with the core objects
 UNIT_SRC  := $(wildcard tests/unit/*/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:%.c=$(BUILD)/%)
@@ -81,6 +86,15 @@ $(VOXD): $(BUILD)/voice/main.o $(NODE_OBJ) $(BUILD)/libvoxcore.a
 
 $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(UNIT_HOBJ) $(BUILD)/libvoxcore.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(CLIENT_OBJ): private CFLAGS += $(OPUS_CFLAGS)
+
+$(BUILD)/libvoxclient.a: $(CLIENT_OBJ)
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+$(BUILD)/tests/unit/client/%: $(BUILD)/tests/unit/client/%.o $(UNIT_HOBJ) $(BUILD)/libvoxclient.a $(BUILD)/libvoxcore.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(OPUS_LIBS)
 
 $(BUILD)/tests/fuzz/replay_%.o: tests/fuzz/replay_main.c
 	@mkdir -p $(dir $@)
