@@ -38,6 +38,17 @@ CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 LDFLAGS += -fsanitize=address,undefined
 endif
 
+# ---- libsrtp built with OpenSSL (D21) ----------------------------------------------------------
+# rtp/ (the media worker) and its tests use libsrtp from build/deps/libsrtp-openssl, built by
+# `make deps-srtp` from Debian's source package; every binary that links libvoxcore.a links it
+# statically. Its headers come before every other -I so <srtp2/srtp.h> is ours even with
+# libsrtp2-dev installed. One prefix for every build dir (build, build-asan, build-fuzz): the
+# library is plain C built without sanitizers. Debian's libsrtp2 (NSS) is only for srtp_bench.
+SRTP_PREFIX ?= build/deps/libsrtp-openssl
+SRTP_LIB     = $(SRTP_PREFIX)/lib/libsrtp2.a
+SRTP_CFLAGS  = -I$(SRTP_PREFIX)/include
+SRTP_LIBS    = $(SRTP_LIB) $(shell pkg-config --libs libcrypto)
+
 # ---- modules ---------------------------------------------------------------------------------
 CORE_MODS := lib store rtp signalling
 CORE_SRC  := $(foreach m,$(CORE_MODS),$(wildcard $(m)/*.c))
@@ -71,21 +82,26 @@ BENCH_BIN := $(BENCH_SRC:%.c=$(BUILD)/%)
 
 .PHONY: all check asan bench run format deps clean fuzz
 .SECONDARY:
-all: $(VOXD) $(UNIT_BIN) $(BENCH_BIN) $(REPLAY_BIN)
+all: $(SRTP_LIB) $(VOXD) $(UNIT_BIN) $(BENCH_BIN) $(REPLAY_BIN)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
+
+# objects that include <srtp2/srtp.h>: our headers first, and the library built before them
+SRTP_OBJ := $(BUILD)/rtp/rtp_worker.o $(BUILD)/tests/unit/rtp/test_worker.o
+$(SRTP_OBJ): private CFLAGS := $(SRTP_CFLAGS) $(CFLAGS)
+$(SRTP_OBJ): | $(SRTP_LIB)
 
 $(BUILD)/libvoxcore.a: $(CORE_OBJ)
 	@mkdir -p $(dir $@)
 	$(AR) rcs $@ $^
 
 $(VOXD): $(BUILD)/voice/main.o $(NODE_OBJ) $(BUILD)/libvoxcore.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(SRTP_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(UNIT_HOBJ) $(BUILD)/libvoxcore.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(SRTP_LIBS) $(LDLIBS)
 
 $(CLIENT_OBJ): private CFLAGS += $(OPUS_CFLAGS)
 
@@ -102,12 +118,12 @@ $(BUILD)/tests/fuzz/replay_%.o: tests/fuzz/replay_main.c
 
 $(BUILD)/tests/unit/fuzz/test_fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/replay_%.o $(BUILD)/libvoxcore.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(SRTP_LIBS) $(LDLIBS)
 
-fuzz: deps
+fuzz: deps deps-srtp
 	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang SAN=1 OPT="-O1 -g -fsanitize=fuzzer-no-link" build-fuzz/libvoxcore.a $(FUZZ_SRC:%.c=build-fuzz/%.o)
 	@set -e; for n in $(FUZZ_NAMES); do \
-	  clang -fsanitize=fuzzer,address,undefined -o build-fuzz/fuzz_$$n build-fuzz/tests/fuzz/fuzz_$$n.o build-fuzz/libvoxcore.a $(LDLIBS); \
+	  clang -fsanitize=fuzzer,address,undefined -o build-fuzz/fuzz_$$n build-fuzz/tests/fuzz/fuzz_$$n.o build-fuzz/libvoxcore.a $(SRTP_LIBS) $(LDLIBS); \
 	  mkdir -p build-fuzz/corpus/$$n; \
 	  echo "fuzz_$$n: $(FUZZ_SECONDS) s"; \
 	  build-fuzz/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -max_len=8192 build-fuzz/corpus/$$n tests/fuzz/corpus/$$n >build-fuzz/fuzz_$$n.log 2>&1 || { tail -40 build-fuzz/fuzz_$$n.log; exit 1; }; \
@@ -115,7 +131,11 @@ fuzz: deps
 	done
 
 $(BUILD)/tests/bench/%: $(BUILD)/tests/bench/%.o $(BUILD)/libvoxcore.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(SRTP_LIBS) $(LDLIBS)
+
+# srtp_bench measures Debian's libsrtp2 (NSS): it links neither libvoxcore.a nor our libsrtp
+$(BUILD)/tests/bench/srtp_bench: $(BUILD)/tests/bench/srtp_bench.o
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs libsrtp2 2>/dev/null)
 
 deps:
 	@./scripts/install-deps.sh
@@ -145,15 +165,10 @@ clean:
 # ---- libsrtp: Debian's package (NSS) vs the same source built with OpenSSL (D21) -------------
 # build/tests/bench/srtp_bench (part of `all`) links Debian's libsrtp2 through pkg-config.
 # `make deps-srtp` fetches Debian's libsrtp2 source package with apt and builds it with
-# --enable-openssl into SRTP_PREFIX (static, PIC); nothing in `all`/`check` needs it yet.
-# `make bench-srtp` builds srtp_bench_openssl against it, cross-checks both builds and prints
-# medians of 3 runs of each.
-SRTP_PREFIX ?= $(BUILD)/deps/libsrtp-openssl
-SRTP_CFLAGS  = -I$(SRTP_PREFIX)/include
-SRTP_LIBS    = $(SRTP_PREFIX)/lib/libsrtp2.a $(shell pkg-config --libs libcrypto)
-
+# --enable-openssl into SRTP_PREFIX (static, PIC; variables at the top); `all` builds it first
+# when it is missing. `make bench-srtp` builds srtp_bench_openssl against it, cross-checks both
+# builds and prints medians of 3 runs of each.
 .PHONY: deps-srtp bench-srtp
-$(BUILD)/tests/bench/srtp_bench: private LDLIBS += $(shell pkg-config --libs libsrtp2 2>/dev/null)
 
 deps-srtp:
 	@SRTP_PREFIX=$(abspath $(SRTP_PREFIX)) ./scripts/build-libsrtp.sh >/dev/null

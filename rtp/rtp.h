@@ -340,4 +340,136 @@ int rtp_room_slot_speaker(const rtp_room *r, uint32_t id, unsigned slot_index, u
 unsigned rtp_room_n_slots(const rtp_room *r);
 unsigned rtp_room_count(const rtp_room *r);
 
+/* ==== worker: one media thread (rtp_worker.c) ================================================
+ *
+ * Unlike everything above, a worker does I/O: it is one thread running its own libuv loop, owning
+ * one UDP socket (bound to the configured address and port), its rooms and the SRTP sessions of
+ * their participants (D20). The packet path (recvmmsg → demux → SRTP unprotect → parse → room →
+ * slot rewrite → SRTP protect → sendmmsg) runs only on that thread, takes no lock and allocates
+ * nothing; buffers are allocated once by rtp_worker_new().
+ *
+ * Threads: rtp_worker_new/_start/_stop_and_free, the command functions, rtp_worker_events() and
+ * rtp_worker_stats() are called by the owner (one thread, typically the signalling loop's).
+ * Commands travel through a bounded queue plus uv_async_send to the worker and are applied in
+ * order; each one is answered by an RTP_WORKER_EV_DONE event. Events come back through another
+ * bounded queue; the worker signals the owner's `event_async` (a uv_async_t on the owner's loop)
+ * and the owner drains them with rtp_worker_events(). Needs libsrtp (D21): the module links
+ * $(SRTP_LIBS). */
+
+#include <sys/socket.h>
+
+typedef struct rtp_worker rtp_worker;
+
+#define RTP_WORKER_BATCH 32 /* datagrams per recvmmsg */
+
+typedef struct rtp_worker_config {
+    const char *address;       /* numeric IPv4 or IPv6 address to bind ("127.0.0.1", "::") */
+    uint16_t port;             /* 0: an ephemeral port (rtp_worker_port() tells which) */
+    uint32_t max_rooms;        /* 1–65535 */
+    uint32_t max_participants; /* in all its rooms together, 1–65535 */
+    uint8_t level_ext_id;      /* RFC 6464 audio-level extension ID (SDP), 1–255; 0: 1 */
+    uint32_t silence_ms;       /* an EV_SILENT after this long without an authenticated packet
+                                  (RTP or RTCP) from a latched participant; 0: 5,000 */
+    uint32_t queue_len;        /* command and event queue capacity; 0: 1,024 */
+    void *event_async;         /* uv_async_t * on the owner's loop, signalled when events are
+                                  queued; NULL: the owner polls rtp_worker_events() */
+} rtp_worker_config;
+
+typedef enum rtp_srtp_profile {
+    RTP_SRTP_AES_CM_128_HMAC_SHA1_80 = 1, /* master key 16 + salt 14 bytes */
+    RTP_SRTP_AEAD_AES_128_GCM = 2,        /* master key 16 + salt 12 bytes */
+} rtp_srtp_profile;
+
+#define RTP_SRTP_KEY_MAX 30 /* master key + salt, the longest of the profiles above */
+
+typedef struct rtp_srtp_key {
+    rtp_srtp_profile profile;
+    uint8_t key[RTP_SRTP_KEY_MAX]; /* master key then master salt (RFC 4568 inline order) */
+} rtp_srtp_key;
+
+/* A participant as the signalling plane describes it. */
+typedef struct rtp_worker_participant {
+    uint32_t room;    /* the caller's room id (rtp_worker_create_room) */
+    uint32_t handle;  /* the caller's participant handle, unique within the worker */
+    unsigned flags;   /* RTP_ROOM_MUTED, _SUPPRESSED, _DEAF */
+    uint32_t ssrc;    /* its upstream SSRC: packets are attributed by it */
+    rtp_srtp_key in;  /* the client's key: unprotects its SRTP and SRTCP */
+    rtp_srtp_key out; /* the node's key towards it: protects every slot's stream */
+    uint8_t n_slots;  /* must equal the room's */
+    rtp_room_slot_cfg slots[RTP_ROOM_MAX_SLOTS]; /* slot SSRCs and first seq/ts (drawn by caller) */
+} rtp_worker_participant;
+
+/* 0 with *out set, -EINVAL (a bound out of range, an address that is not numeric), -ENOMEM, or a
+ * socket error (negative errno: -EADDRINUSE …). The socket is bound here. */
+int rtp_worker_new(const rtp_worker_config *cfg, rtp_worker **out);
+/* Spawns the worker's thread. 0, -EALREADY, or a negative errno. */
+int rtp_worker_start(rtp_worker *w);
+/* Stops the thread (if started), joins it, closes every handle, the socket and the SRTP sessions
+ * and frees everything. NULL is fine. Returns 0, or -EBUSY if uv_loop_close() failed (a bug). */
+int rtp_worker_stop_and_free(rtp_worker *w);
+/* The bound UDP port. */
+uint16_t rtp_worker_port(const rtp_worker *w);
+
+/* Commands: queued for the worker, applied in order. 0 when queued, -EAGAIN when the queue is
+ * full, -EINVAL for arguments checked here. Their outcome is an RTP_WORKER_EV_DONE event with the
+ * command's kind, its id (room id, or participant handle) and err (0 or a negative errno:
+ * -EEXIST, -ENOENT, -ENOSPC, -EINVAL, -EACCES for SRTP keys libsrtp refused). */
+int rtp_worker_create_room(rtp_worker *w, uint32_t room, const rtp_room_config *cfg);
+int rtp_worker_add_participant(rtp_worker *w, const rtp_worker_participant *p);
+int rtp_worker_set_flags(rtp_worker *w, uint32_t handle, unsigned flags);
+int rtp_worker_remove_participant(rtp_worker *w, uint32_t handle);
+
+typedef enum rtp_worker_cmd_kind {
+    RTP_WORKER_CMD_CREATE_ROOM = 1,
+    RTP_WORKER_CMD_ADD,
+    RTP_WORKER_CMD_SET_FLAGS,
+    RTP_WORKER_CMD_REMOVE,
+    RTP_WORKER_CMD_STOP_, /* internal */
+} rtp_worker_cmd_kind;
+
+typedef enum rtp_worker_event_kind {
+    RTP_WORKER_EV_DONE = 1, /* a command was applied: cmd, id, err */
+    RTP_WORKER_EV_LATCHED,  /* first authenticated packet from `id`, from `addr` (now its
+                               destination) */
+    RTP_WORKER_EV_SILENT,   /* nothing authenticated from latched `id` for silent_ms (once per
+                               silence; a later packet re-arms it) */
+} rtp_worker_event_kind;
+
+typedef struct rtp_worker_event {
+    rtp_worker_event_kind kind;
+    rtp_worker_cmd_kind cmd;      /* EV_DONE */
+    uint32_t id;                  /* room id (EV_DONE of CREATE_ROOM) or participant handle */
+    int err;                      /* EV_DONE */
+    uint32_t silent_ms;           /* EV_SILENT */
+    struct sockaddr_storage addr; /* EV_LATCHED: the source address, now its destination */
+    socklen_t addr_len;
+} rtp_worker_event;
+
+/* Moves up to cap queued events into out, oldest first; returns how many. */
+size_t rtp_worker_events(rtp_worker *w, rtp_worker_event *out, size_t cap);
+
+/* Counters, written only by the worker thread. rtp_worker_stats() copies them with plain loads:
+ * each uint64_t is aligned and written whole, so on the 64-bit targets we build for a value is
+ * never torn, but the copy is not a consistent snapshot across fields (fine for metrics). */
+typedef struct rtp_worker_stats {
+    uint64_t rx_datagrams, rx_bytes, rx_batches; /* recvmmsg: datagrams, bytes, calls */
+    uint64_t drop_not_rtp;      /* STUN, DTLS, ZRTP, TURN, unknown: not handled yet */
+    uint64_t drop_unknown_ssrc; /* RTP or RTCP from an SSRC of no participant */
+    uint64_t drop_auth;         /* srtp_unprotect refused (auth, replay, anything else) */
+    uint64_t drop_rtcp_auth;    /* srtp_unprotect_rtcp refused */
+    uint64_t drop_too_short;    /* RTCP under 8 bytes, RTP under 12 */
+    uint64_t drop_parse;        /* rtp_parse refused the unprotected packet */
+    uint64_t drop_room[RTP_ROOM_DROP_COUNT_]; /* by rtp_room_drop (index 0 unused) */
+    uint64_t rtcp_ok;                         /* authenticated RTCP (liveness), then dropped */
+    uint64_t rtp_ok;                          /* authenticated RTP */
+    uint64_t drop_dest_unlatched;             /* a destination whose address is not latched yet */
+    uint64_t drop_slot;                       /* rtp_slot_map refused (stale) */
+    uint64_t drop_protect;                    /* srtp_protect failed */
+    uint64_t drop_send;                       /* sendmmsg did not take it (EAGAIN, error) */
+    uint64_t tx_datagrams, tx_bytes, tx_batches; /* sendmmsg: datagrams, bytes, calls */
+    uint64_t events_dropped;                     /* the event queue was full */
+} rtp_worker_stats;
+
+void rtp_worker_stats_read(const rtp_worker *w, rtp_worker_stats *out);
+
 #endif

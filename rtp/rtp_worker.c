@@ -1,0 +1,818 @@
+/*
+ * rtp_worker — one media worker: a thread with its own libuv loop, one UDP socket, its rooms and
+ * the SRTP sessions of their participants (D20). How it works:
+ *
+ * Socket: we create the non-blocking UDP socket ourselves and watch it with a uv_poll_t rather
+ * than a uv_udp_t with UV_UDP_RECVMMSG. libuv 1.44's batched receive still hands us one datagram
+ * per callback out of one big buffer it asks for (64 KiB per slot), gives no "end of batch" signal
+ * we could flush sends on, and has no batched send at all. With uv_poll the readable callback
+ * calls recvmmsg() itself into the worker's preallocated RTP_WORKER_BATCH buffers, runs the whole
+ * batch through the stages, and flushes every resulting packet with one sendmmsg() on the same fd
+ * — one receive and one send syscall per batch.
+ *
+ * Packet path (one pkt_ctx per datagram, small stages, no lock, no allocation):
+ *   demux → lookup the participant by SSRC (open-addressing table sized at new) → srtp_unprotect
+ *   with its inbound srtp_t (refusal counted, dropped) → latch the source address on the first
+ *   success (EV_LATCHED) → rtp_parse + rtp_audio_level → rtp_room_packet → per destination: copy
+ *   into a preallocated out buffer with the header rewritten by rtp_slot_map, srtp_protect with
+ *   the listener's outbound srtp_t, queue for sendmmsg to the listener's latched address.
+ *   RTCP: srtp_unprotect_rtcp for liveness, then dropped.
+ * Out buffers: up to RTP_WORKER_OUT datagrams; the queue is flushed when full and at the end of
+ * each batch. A readable callback reads at most RTP_WORKER_ROUNDS batches, then yields to the loop.
+ *
+ * SRTP: one srtp_t per direction per participant. Inbound: a policy for the client's SSRC.
+ * Outbound: one policy per slot SSRC (all created up front, so libsrtp allocates no stream on the
+ * first packet). Buffers leave SRTP_MAX_TRAILER_LEN after the largest datagram.
+ *
+ * Latching: the first packet that authenticates fixes the participant's destination address; later
+ * packets from elsewhere are accepted (they authenticated) but do not move it (re-latching on NAT
+ * rebinding is later work). Liveness: every authenticated RTP or RTCP packet; a timer ticking
+ * every silence_ms/4 emits EV_SILENT once per silence.
+ *
+ * Commands and events: two bounded rings, each under its own mutex (commands and events are rare;
+ * the packet path never touches them except to queue EV_LATCHED). Stop is a command too: the
+ * worker closes its handles and its loop ends; the thread then checks uv_loop_close() == 0.
+ */
+#include "rtp/rtp.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <srtp2/srtp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+#define RTP_WORKER_MTU    1500
+#define RTP_WORKER_BUF    (RTP_WORKER_MTU + SRTP_MAX_TRAILER_LEN + 16)
+#define RTP_WORKER_OUT    256 /* out datagrams queued before a sendmmsg */
+#define RTP_WORKER_ROUNDS 8   /* recvmmsg batches per readable callback */
+
+typedef struct wroom {
+    bool used;
+    uint32_t id;
+    rtp_room *room;
+} wroom;
+
+typedef struct part {
+    bool used;
+    bool latched;
+    bool silent_sent;
+    uint32_t handle;
+    uint32_t ssrc;
+    wroom *room;
+    srtp_t in, out;
+    uint64_t last_rx_ms;
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
+} part;
+
+/* uint32 key → participant index + 1 (0 = empty); linear probing, backward-shift delete */
+typedef struct u32map {
+    uint32_t *keys;
+    uint32_t *vals;
+    uint32_t mask;
+} u32map;
+
+typedef struct cmd {
+    rtp_worker_cmd_kind kind;
+    uint32_t id;
+    unsigned flags;
+    rtp_room_config room_cfg;
+    rtp_worker_participant p;
+} cmd;
+
+typedef struct ring {
+    pthread_mutex_t mu;
+    void *items;
+    size_t size, cap, head, len;
+} ring;
+
+struct rtp_worker {
+    rtp_worker_config cfg;
+    uv_loop_t loop;
+    uv_poll_t poll;
+    uv_async_t async;
+    uv_timer_t timer;
+    int fd;
+    uint16_t port;
+    pthread_t thread;
+    bool started;
+    int loop_close_rc;
+
+    ring cmds, events;
+
+    wroom *rooms;
+    part *parts;
+    u32map by_ssrc, by_handle;
+
+    /* receive batch */
+    uint8_t (*rx_buf)[RTP_WORKER_BUF];
+    struct mmsghdr rx_msg[RTP_WORKER_BATCH];
+    struct iovec rx_iov[RTP_WORKER_BATCH];
+    struct sockaddr_storage rx_addr[RTP_WORKER_BATCH];
+
+    /* send queue */
+    uint8_t (*tx_buf)[RTP_WORKER_BUF];
+    struct mmsghdr tx_msg[RTP_WORKER_OUT];
+    struct iovec tx_iov[RTP_WORKER_OUT];
+    size_t tx_len;
+
+    rtp_room_dest *dests;
+    rtp_worker_stats st;
+};
+
+/* ---- small pieces --------------------------------------------------------------------------- */
+
+static int ring_init(ring *r, size_t size, size_t cap)
+{
+    r->items = calloc(cap, size);
+    if (!r->items) return -ENOMEM;
+    r->size = size;
+    r->cap = cap;
+    r->head = r->len = 0;
+    pthread_mutex_init(&r->mu, NULL);
+    return 0;
+}
+
+static void ring_fini(ring *r)
+{
+    if (!r->items) return;
+    pthread_mutex_destroy(&r->mu);
+    free(r->items);
+    r->items = NULL;
+}
+
+static bool ring_push(ring *r, const void *item)
+{
+    bool ok = false;
+    pthread_mutex_lock(&r->mu);
+    if (r->len < r->cap) {
+        memcpy((uint8_t *)r->items + ((r->head + r->len) % r->cap) * r->size, item, r->size);
+        r->len++;
+        ok = true;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return ok;
+}
+
+static bool ring_pop(ring *r, void *item)
+{
+    bool ok = false;
+    pthread_mutex_lock(&r->mu);
+    if (r->len > 0) {
+        memcpy(item, (uint8_t *)r->items + r->head * r->size, r->size);
+        r->head = (r->head + 1) % r->cap;
+        r->len--;
+        ok = true;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return ok;
+}
+
+static int map_init(u32map *m, uint32_t n)
+{
+    uint32_t cap = 16;
+    while (cap < 2 * n)
+        cap <<= 1;
+    m->keys = calloc(cap, sizeof *m->keys);
+    m->vals = calloc(cap, sizeof *m->vals);
+    if (!m->keys || !m->vals) return -ENOMEM;
+    m->mask = cap - 1;
+    return 0;
+}
+
+static void map_fini(u32map *m)
+{
+    free(m->keys);
+    free(m->vals);
+}
+
+static uint32_t map_slot(const u32map *m, uint32_t k)
+{
+    return (k * 2654435761u) & m->mask;
+}
+
+/* index + 1, or 0 */
+static uint32_t map_get(const u32map *m, uint32_t k)
+{
+    for (uint32_t i = map_slot(m, k);; i = (i + 1) & m->mask) {
+        if (!m->vals[i]) return 0;
+        if (m->keys[i] == k) return m->vals[i];
+    }
+}
+
+/* never full: sized for twice the participants */
+static void map_put(u32map *m, uint32_t k, uint32_t v)
+{
+    uint32_t i = map_slot(m, k);
+    while (m->vals[i] && m->keys[i] != k)
+        i = (i + 1) & m->mask;
+    m->keys[i] = k;
+    m->vals[i] = v;
+}
+
+static void map_del(u32map *m, uint32_t k)
+{
+    uint32_t i = map_slot(m, k);
+    while (m->vals[i] && m->keys[i] != k)
+        i = (i + 1) & m->mask;
+    if (!m->vals[i]) return;
+    m->vals[i] = 0;
+    for (uint32_t j = (i + 1) & m->mask; m->vals[j]; j = (j + 1) & m->mask) {
+        uint32_t home = map_slot(m, m->keys[j]);
+        /* move j back to the hole i if its home is not in (i, j] (cyclically) */
+        if (((j - home) & m->mask) >= ((j - i) & m->mask)) {
+            m->keys[i] = m->keys[j];
+            m->vals[i] = m->vals[j];
+            m->vals[j] = 0;
+            i = j;
+        }
+    }
+}
+
+static uint32_t rd32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void emit(rtp_worker *w, const rtp_worker_event *ev)
+{
+    if (!ring_push(&w->events, ev)) {
+        w->st.events_dropped++;
+        return;
+    }
+    if (w->cfg.event_async) uv_async_send(w->cfg.event_async);
+}
+
+/* ---- SRTP ----------------------------------------------------------------------------------- */
+
+static int srtp_policy_for(srtp_policy_t *pol, const rtp_srtp_key *k)
+{
+    memset(pol, 0, sizeof *pol);
+    switch (k->profile) {
+    case RTP_SRTP_AES_CM_128_HMAC_SHA1_80:
+        srtp_crypto_policy_set_aes_cm_128_hmac_sha1_80(&pol->rtp);
+        srtp_crypto_policy_set_aes_cm_128_hmac_sha1_80(&pol->rtcp);
+        break;
+    case RTP_SRTP_AEAD_AES_128_GCM:
+        srtp_crypto_policy_set_aes_gcm_128_16_auth(&pol->rtp);
+        srtp_crypto_policy_set_aes_gcm_128_16_auth(&pol->rtcp);
+        break;
+    default:
+        return -EINVAL;
+    }
+    pol->key = (unsigned char *)k->key;
+    pol->window_size = 128;
+    pol->allow_repeat_tx = 0;
+    return 0;
+}
+
+/* inbound: the client's SSRC; outbound: one policy per slot SSRC */
+static int srtp_sessions(const rtp_worker_participant *p, srtp_t *in, srtp_t *out)
+{
+    srtp_policy_t pin, pout[RTP_ROOM_MAX_SLOTS];
+    if (srtp_policy_for(&pin, &p->in) < 0) return -EINVAL;
+    pin.ssrc.type = ssrc_specific;
+    pin.ssrc.value = p->ssrc;
+    for (unsigned i = 0; i < p->n_slots; i++) {
+        if (srtp_policy_for(&pout[i], &p->out) < 0) return -EINVAL;
+        pout[i].ssrc.type = ssrc_specific;
+        pout[i].ssrc.value = p->slots[i].ssrc;
+        pout[i].next = i + 1 < p->n_slots ? &pout[i + 1] : NULL;
+    }
+    if (srtp_create(in, &pin) != srtp_err_status_ok) return -EACCES;
+    if (srtp_create(out, &pout[0]) != srtp_err_status_ok) {
+        srtp_dealloc(*in);
+        *in = NULL;
+        return -EACCES;
+    }
+    return 0;
+}
+
+/* ---- commands (worker thread) --------------------------------------------------------------- */
+
+static wroom *room_find(rtp_worker *w, uint32_t id)
+{
+    for (uint32_t i = 0; i < w->cfg.max_rooms; i++)
+        if (w->rooms[i].used && w->rooms[i].id == id) return &w->rooms[i];
+    return NULL;
+}
+
+static part *part_by_handle(rtp_worker *w, uint32_t handle)
+{
+    uint32_t v = map_get(&w->by_handle, handle);
+    return v ? &w->parts[v - 1] : NULL;
+}
+
+static int do_create_room(rtp_worker *w, const cmd *c)
+{
+    if (room_find(w, c->id)) return -EEXIST;
+    for (uint32_t i = 0; i < w->cfg.max_rooms; i++) {
+        wroom *r = &w->rooms[i];
+        if (r->used) continue;
+        int rc = rtp_room_create(&c->room_cfg, &r->room);
+        if (rc < 0) return rc;
+        r->used = true;
+        r->id = c->id;
+        return 0;
+    }
+    return -ENOSPC;
+}
+
+static int do_add(rtp_worker *w, const cmd *c)
+{
+    const rtp_worker_participant *p = &c->p;
+    wroom *r = room_find(w, p->room);
+    if (!r) return -ENOENT;
+    if (part_by_handle(w, p->handle) || map_get(&w->by_ssrc, p->ssrc)) return -EEXIST;
+    if (p->n_slots != rtp_room_n_slots(r->room)) return -EINVAL;
+    uint32_t idx = 0;
+    while (idx < w->cfg.max_participants && w->parts[idx].used)
+        idx++;
+    if (idx == w->cfg.max_participants) return -ENOSPC;
+    part *pt = &w->parts[idx];
+    memset(pt, 0, sizeof *pt);
+    int rc = srtp_sessions(p, &pt->in, &pt->out);
+    if (rc < 0) return rc;
+    rc = rtp_room_join(r->room, p->handle, p->flags, p->slots);
+    if (rc < 0) {
+        srtp_dealloc(pt->in);
+        srtp_dealloc(pt->out);
+        return rc;
+    }
+    pt->used = true;
+    pt->handle = p->handle;
+    pt->ssrc = p->ssrc;
+    pt->room = r;
+    map_put(&w->by_handle, p->handle, idx + 1);
+    map_put(&w->by_ssrc, p->ssrc, idx + 1);
+    return 0;
+}
+
+static void part_drop(rtp_worker *w, part *pt)
+{
+    rtp_room_leave(pt->room->room, pt->handle);
+    map_del(&w->by_handle, pt->handle);
+    map_del(&w->by_ssrc, pt->ssrc);
+    srtp_dealloc(pt->in);
+    srtp_dealloc(pt->out);
+    memset(pt, 0, sizeof *pt);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void worker_close(rtp_worker *w)
+{
+    uv_close((uv_handle_t *)&w->poll, on_closed);
+    uv_close((uv_handle_t *)&w->async, on_closed);
+    uv_close((uv_handle_t *)&w->timer, on_closed);
+}
+
+static void on_async(uv_async_t *a)
+{
+    rtp_worker *w = a->data;
+    cmd c;
+    while (ring_pop(&w->cmds, &c)) {
+        int rc = 0;
+        uint32_t id = c.id;
+        switch (c.kind) {
+        case RTP_WORKER_CMD_CREATE_ROOM:
+            rc = do_create_room(w, &c);
+            break;
+        case RTP_WORKER_CMD_ADD:
+            rc = do_add(w, &c);
+            id = c.p.handle;
+            break;
+        case RTP_WORKER_CMD_SET_FLAGS: {
+            part *pt = part_by_handle(w, c.id);
+            rc = pt ? rtp_room_set_flags(pt->room->room, c.id, c.flags) : -ENOENT;
+            break;
+        }
+        case RTP_WORKER_CMD_REMOVE: {
+            part *pt = part_by_handle(w, c.id);
+            if (pt)
+                part_drop(w, pt);
+            else
+                rc = -ENOENT;
+            break;
+        }
+        case RTP_WORKER_CMD_STOP_:
+            worker_close(w);
+            return;
+        }
+        rtp_worker_event ev = {.kind = RTP_WORKER_EV_DONE, .cmd = c.kind, .id = id, .err = rc};
+        emit(w, &ev);
+    }
+}
+
+/* ---- packet path (worker thread) ------------------------------------------------------------ */
+
+typedef struct pkt_ctx {
+    uint8_t *buf;
+    int len;
+    const struct sockaddr_storage *from;
+    socklen_t from_len;
+    part *src;
+    rtp_pkt rtp;
+    bool voice;
+    uint8_t level;
+} pkt_ctx;
+
+static void tx_flush(rtp_worker *w)
+{
+    size_t off = 0;
+    while (off < w->tx_len) {
+        int n = sendmmsg(w->fd, &w->tx_msg[off], (unsigned)(w->tx_len - off), 0);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            w->st.drop_send++; /* this one; the rest get another try */
+            off++;
+            continue;
+        }
+        w->st.tx_batches++;
+        for (int i = 0; i < n; i++)
+            w->st.tx_bytes += w->tx_msg[off + i].msg_len;
+        w->st.tx_datagrams += (uint64_t)n;
+        off += (size_t)n;
+    }
+    w->tx_len = 0;
+}
+
+static void latch(rtp_worker *w, pkt_ctx *c)
+{
+    part *pt = c->src;
+    pt->last_rx_ms = uv_now(&w->loop);
+    pt->silent_sent = false;
+    if (pt->latched) return;
+    pt->latched = true;
+    memcpy(&pt->addr, c->from, c->from_len);
+    pt->addr_len = c->from_len;
+    rtp_worker_event ev = {.kind = RTP_WORKER_EV_LATCHED, .id = pt->handle};
+    memcpy(&ev.addr, c->from, c->from_len);
+    ev.addr_len = c->from_len;
+    emit(w, &ev);
+}
+
+static void stage_rtcp(rtp_worker *w, pkt_ctx *c)
+{
+    if (c->len < 8) {
+        w->st.drop_too_short++;
+        return;
+    }
+    uint32_t v = map_get(&w->by_ssrc, rd32(c->buf + 4));
+    if (!v) {
+        w->st.drop_unknown_ssrc++;
+        return;
+    }
+    c->src = &w->parts[v - 1];
+    if (srtp_unprotect_rtcp(c->src->in, c->buf, &c->len) != srtp_err_status_ok) {
+        w->st.drop_rtcp_auth++;
+        return;
+    }
+    w->st.rtcp_ok++;
+    latch(w, c);
+}
+
+static void stage_forward(rtp_worker *w, pkt_ctx *c, const rtp_room_dest *d)
+{
+    uint32_t v = map_get(&w->by_handle, d->listener);
+    part *to = v ? &w->parts[v - 1] : NULL;
+    if (!to || !to->latched) {
+        w->st.drop_dest_unlatched++;
+        return;
+    }
+    if (w->tx_len == RTP_WORKER_OUT) tx_flush(w);
+    uint8_t *out = w->tx_buf[w->tx_len];
+    uint32_t now_rtp = (uint32_t)uv_now(&w->loop) * 48u;
+    rtp_err why;
+    if (rtp_slot_map(d->slot, &c->rtp, now_rtp, out, &why) < 0) {
+        w->st.drop_slot++;
+        return;
+    }
+    size_t body = c->rtp.len - c->rtp.hdr_len;
+    memcpy(out + c->rtp.hdr_len, c->rtp.data + c->rtp.hdr_len, body);
+    int len = (int)c->rtp.len;
+    if (srtp_protect(to->out, out, &len) != srtp_err_status_ok) {
+        w->st.drop_protect++;
+        return;
+    }
+    struct mmsghdr *m = &w->tx_msg[w->tx_len];
+    w->tx_iov[w->tx_len].iov_len = (size_t)len;
+    m->msg_hdr.msg_name = &to->addr;
+    m->msg_hdr.msg_namelen = to->addr_len;
+    w->tx_len++;
+}
+
+static void stage_rtp(rtp_worker *w, pkt_ctx *c)
+{
+    if (c->len < RTP_HDR_MIN) {
+        w->st.drop_too_short++;
+        return;
+    }
+    uint32_t v = map_get(&w->by_ssrc, rd32(c->buf + 8));
+    if (!v) {
+        w->st.drop_unknown_ssrc++;
+        return;
+    }
+    c->src = &w->parts[v - 1];
+    if (srtp_unprotect(c->src->in, c->buf, &c->len) != srtp_err_status_ok) {
+        w->st.drop_auth++;
+        return;
+    }
+    w->st.rtp_ok++;
+    latch(w, c);
+    if (rtp_parse(c->buf, (size_t)c->len, &c->rtp, NULL) < 0) {
+        w->st.drop_parse++;
+        return;
+    }
+    if (rtp_audio_level(&c->rtp, w->cfg.level_ext_id, &c->voice, &c->level) < 0) {
+        c->voice = false;
+        c->level = 127;
+    }
+    rtp_room_drop why = RTP_ROOM_FORWARD;
+    int n = rtp_room_packet(c->src->room->room, c->src->handle, c->voice, c->level,
+                            (uint32_t)uv_now(&w->loop), w->dests, w->cfg.max_participants, &why);
+    if (n <= 0) {
+        if (why != RTP_ROOM_FORWARD && why < RTP_ROOM_DROP_COUNT_) w->st.drop_room[why]++;
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        stage_forward(w, c, &w->dests[i]);
+}
+
+static void on_readable(uv_poll_t *h, int status, int events)
+{
+    rtp_worker *w = h->data;
+    if (status < 0) return;
+    for (int round = 0; round < RTP_WORKER_ROUNDS; round++) {
+        for (int i = 0; i < RTP_WORKER_BATCH; i++) {
+            w->rx_iov[i].iov_len = RTP_WORKER_MTU;
+            w->rx_msg[i].msg_hdr.msg_namelen = sizeof w->rx_addr[i];
+            w->rx_msg[i].msg_hdr.msg_flags = 0;
+        }
+        int n = recvmmsg(w->fd, w->rx_msg, RTP_WORKER_BATCH, MSG_DONTWAIT, NULL);
+        if (n <= 0) break; /* EAGAIN (or an error the next readable event will show again) */
+        w->st.rx_batches++;
+        w->st.rx_datagrams += (uint64_t)n;
+        for (int i = 0; i < n; i++) {
+            pkt_ctx c = {.buf = w->rx_buf[i],
+                         .len = (int)w->rx_msg[i].msg_len,
+                         .from = &w->rx_addr[i],
+                         .from_len = w->rx_msg[i].msg_hdr.msg_namelen};
+            w->st.rx_bytes += (uint64_t)c.len;
+            if (w->rx_msg[i].msg_hdr.msg_flags & MSG_TRUNC) {
+                w->st.drop_too_short++; /* larger than the MTU: not ours */
+                continue;
+            }
+            switch (rtp_demux(c.buf, (size_t)c.len)) {
+            case RTP_KIND_RTP:
+                stage_rtp(w, &c);
+                break;
+            case RTP_KIND_RTCP:
+                stage_rtcp(w, &c);
+                break;
+            default:
+                w->st.drop_not_rtp++;
+                break;
+            }
+        }
+        tx_flush(w);
+        if (n < RTP_WORKER_BATCH) break;
+    }
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    rtp_worker *w = t->data;
+    uint64_t now = uv_now(&w->loop);
+    for (uint32_t i = 0; i < w->cfg.max_participants; i++) {
+        part *pt = &w->parts[i];
+        if (!pt->used || !pt->latched || pt->silent_sent) continue;
+        if (now - pt->last_rx_ms < w->cfg.silence_ms) continue;
+        pt->silent_sent = true;
+        rtp_worker_event ev = {.kind = RTP_WORKER_EV_SILENT,
+                               .id = pt->handle,
+                               .silent_ms = (uint32_t)(now - pt->last_rx_ms)};
+        emit(w, &ev);
+    }
+}
+
+/* ---- life cycle (owner thread) -------------------------------------------------------------- */
+
+static pthread_once_t srtp_once = PTHREAD_ONCE_INIT;
+static srtp_err_status_t srtp_init_status;
+
+static void srtp_init_once(void)
+{
+    srtp_init_status = srtp_init();
+}
+
+static int open_socket(rtp_worker *w)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    memset(&ss, 0, sizeof ss);
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+    if (uv_ip4_addr(w->cfg.address, w->cfg.port, s4) == 0) {
+        sl = sizeof *s4;
+    } else if (uv_ip6_addr(w->cfg.address, w->cfg.port, s6) == 0) {
+        sl = sizeof *s6;
+    } else {
+        return -EINVAL;
+    }
+    w->fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (w->fd < 0) return -errno;
+    if (bind(w->fd, (struct sockaddr *)&ss, sl) < 0) return -errno;
+    if (getsockname(w->fd, (struct sockaddr *)&ss, &sl) < 0) return -errno;
+    w->port = ntohs(ss.ss_family == AF_INET ? s4->sin_port : s6->sin6_port);
+    int sz = 4 << 20; /* best effort: a burst of a few thousand datagrams */
+    setsockopt(w->fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
+    setsockopt(w->fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+    return 0;
+}
+
+static void worker_free_mem(rtp_worker *w)
+{
+    if (w->parts)
+        for (uint32_t i = 0; i < w->cfg.max_participants; i++)
+            if (w->parts[i].used) {
+                srtp_dealloc(w->parts[i].in);
+                srtp_dealloc(w->parts[i].out);
+            }
+    if (w->rooms)
+        for (uint32_t i = 0; i < w->cfg.max_rooms; i++)
+            rtp_room_destroy(w->rooms[i].room);
+    if (w->fd >= 0) close(w->fd);
+    ring_fini(&w->cmds);
+    ring_fini(&w->events);
+    map_fini(&w->by_ssrc);
+    map_fini(&w->by_handle);
+    free(w->rooms);
+    free(w->parts);
+    free(w->rx_buf);
+    free(w->tx_buf);
+    free(w->dests);
+    free(w);
+}
+
+int rtp_worker_new(const rtp_worker_config *cfg, rtp_worker **out)
+{
+    if (!cfg || !out || !cfg->address || cfg->max_rooms < 1 || cfg->max_rooms > 65535 ||
+        cfg->max_participants < 1 || cfg->max_participants > 65535)
+        return -EINVAL;
+    pthread_once(&srtp_once, srtp_init_once);
+    if (srtp_init_status != srtp_err_status_ok) return -EIO;
+
+    rtp_worker *w = calloc(1, sizeof *w);
+    if (!w) return -ENOMEM;
+    w->fd = -1;
+    w->cfg = *cfg;
+    if (!w->cfg.level_ext_id) w->cfg.level_ext_id = 1;
+    if (!w->cfg.silence_ms) w->cfg.silence_ms = 5000;
+    if (!w->cfg.queue_len) w->cfg.queue_len = 1024;
+    uint32_t np = w->cfg.max_participants;
+    int rc = -ENOMEM;
+    w->rooms = calloc(w->cfg.max_rooms, sizeof *w->rooms);
+    w->parts = calloc(np, sizeof *w->parts);
+    w->rx_buf = calloc(RTP_WORKER_BATCH, sizeof *w->rx_buf);
+    w->tx_buf = calloc(RTP_WORKER_OUT, sizeof *w->tx_buf);
+    w->dests = calloc(np, sizeof *w->dests);
+    if (!w->rooms || !w->parts || !w->rx_buf || !w->tx_buf || !w->dests) goto fail;
+    if (map_init(&w->by_ssrc, np) < 0 || map_init(&w->by_handle, np) < 0) goto fail;
+    if (ring_init(&w->cmds, sizeof(cmd), w->cfg.queue_len) < 0 ||
+        ring_init(&w->events, sizeof(rtp_worker_event), w->cfg.queue_len) < 0)
+        goto fail;
+    for (int i = 0; i < RTP_WORKER_BATCH; i++) {
+        w->rx_iov[i].iov_base = w->rx_buf[i];
+        w->rx_msg[i].msg_hdr.msg_iov = &w->rx_iov[i];
+        w->rx_msg[i].msg_hdr.msg_iovlen = 1;
+        w->rx_msg[i].msg_hdr.msg_name = &w->rx_addr[i];
+    }
+    for (int i = 0; i < RTP_WORKER_OUT; i++) {
+        w->tx_iov[i].iov_base = w->tx_buf[i];
+        w->tx_msg[i].msg_hdr.msg_iov = &w->tx_iov[i];
+        w->tx_msg[i].msg_hdr.msg_iovlen = 1;
+    }
+    if ((rc = open_socket(w)) < 0) goto fail;
+    /* handles are set up here, before the loop runs; from start on only the worker touches it */
+    if ((rc = uv_loop_init(&w->loop)) < 0) goto fail;
+    uv_async_init(&w->loop, &w->async, on_async);
+    uv_timer_init(&w->loop, &w->timer);
+    if ((rc = uv_poll_init_socket(&w->loop, &w->poll, w->fd)) < 0) {
+        uv_close((uv_handle_t *)&w->async, NULL);
+        uv_close((uv_handle_t *)&w->timer, NULL);
+        uv_run(&w->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&w->loop);
+        goto fail;
+    }
+    w->async.data = w->timer.data = w->poll.data = w;
+    *out = w;
+    return 0;
+fail:
+    worker_free_mem(w);
+    return rc;
+}
+
+uint16_t rtp_worker_port(const rtp_worker *w)
+{
+    return w->port;
+}
+
+static void *worker_main(void *arg)
+{
+    rtp_worker *w = arg;
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    w->loop_close_rc = uv_loop_close(&w->loop);
+    return NULL;
+}
+
+int rtp_worker_start(rtp_worker *w)
+{
+    if (w->started) return -EALREADY;
+    uint64_t tick = w->cfg.silence_ms / 4 ? w->cfg.silence_ms / 4 : 1;
+    uv_timer_start(&w->timer, on_timer, tick, tick);
+    int rc = uv_poll_start(&w->poll, UV_READABLE, on_readable);
+    if (rc < 0) return rc;
+    rc = pthread_create(&w->thread, NULL, worker_main, w);
+    if (rc) return -rc;
+    w->started = true;
+    /* commands queued before start */
+    uv_async_send(&w->async);
+    return 0;
+}
+
+int rtp_worker_stop_and_free(rtp_worker *w)
+{
+    if (!w) return 0;
+    cmd c = {.kind = RTP_WORKER_CMD_STOP_};
+    if (w->started) {
+        /* the stop must get through: wait for room in the queue (the worker drains it) */
+        while (!ring_push(&w->cmds, &c))
+            uv_async_send(&w->async), sched_yield();
+        uv_async_send(&w->async);
+        pthread_join(w->thread, NULL);
+    } else {
+        worker_close(w);
+        uv_run(&w->loop, UV_RUN_DEFAULT);
+        w->loop_close_rc = uv_loop_close(&w->loop);
+    }
+    int rc = w->loop_close_rc == 0 ? 0 : -EBUSY;
+    worker_free_mem(w);
+    return rc;
+}
+
+/* ---- the owner's side of the queues --------------------------------------------------------- */
+
+static int send_cmd(rtp_worker *w, const cmd *c)
+{
+    if (!ring_push(&w->cmds, c)) return -EAGAIN;
+    if (w->started) uv_async_send(&w->async);
+    return 0;
+}
+
+int rtp_worker_create_room(rtp_worker *w, uint32_t room, const rtp_room_config *cfg)
+{
+    if (!cfg) return -EINVAL;
+    cmd c = {.kind = RTP_WORKER_CMD_CREATE_ROOM, .id = room, .room_cfg = *cfg};
+    return send_cmd(w, &c);
+}
+
+int rtp_worker_add_participant(rtp_worker *w, const rtp_worker_participant *p)
+{
+    if (!p || p->n_slots < 1 || p->n_slots > RTP_ROOM_MAX_SLOTS) return -EINVAL;
+    cmd c = {.kind = RTP_WORKER_CMD_ADD, .id = p->handle, .p = *p};
+    return send_cmd(w, &c);
+}
+
+int rtp_worker_set_flags(rtp_worker *w, uint32_t handle, unsigned flags)
+{
+    cmd c = {.kind = RTP_WORKER_CMD_SET_FLAGS, .id = handle, .flags = flags};
+    return send_cmd(w, &c);
+}
+
+int rtp_worker_remove_participant(rtp_worker *w, uint32_t handle)
+{
+    cmd c = {.kind = RTP_WORKER_CMD_REMOVE, .id = handle};
+    return send_cmd(w, &c);
+}
+
+size_t rtp_worker_events(rtp_worker *w, rtp_worker_event *out, size_t cap)
+{
+    size_t n = 0;
+    while (n < cap && ring_pop(&w->events, &out[n]))
+        n++;
+    return n;
+}
+
+void rtp_worker_stats_read(const rtp_worker *w, rtp_worker_stats *out)
+{
+    *out = w->st;
+}
