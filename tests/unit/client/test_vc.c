@@ -16,6 +16,7 @@
 #define NSAMP   (NFRAMES * VC_FRAME)
 
 static int16_t out_pcm[NSAMP];
+static int complexity = 5; /* of the encoder through_opus() makes */
 
 /* deterministic PRNG (xorshift32) so a loss pattern is the same on every run */
 static uint32_t rng = 2463534242u;
@@ -27,18 +28,19 @@ static uint32_t rnd(void)
     return rng;
 }
 
-/* Encodes SECONDS of the sum of nf tones (each at amp of full scale), drops loss_pct % of the
- * frames at random, decodes the rest (PLC for the dropped) into out_pcm. Returns frames lost, or
- * -1 on any codec error. */
-static int through_opus(const double *freqs, int nf, double amp, int loss_pct)
+/* Encodes SECONDS of the sum of nf tones (freqs[i] at amps[i] of full scale), drops loss_pct % of
+ * the frames at random, decodes the rest (PLC for the dropped) into out_pcm. Returns frames lost,
+ * or -1 on any codec error. */
+static int through_opus(const double *freqs, const double *amps, int nf, int loss_pct)
 {
     vc_tone tones[4];
     vc_encoder *enc = NULL;
     vc_decoder *dec = NULL;
     int lost = 0, rc = -1;
+    rng = 2463534242u; /* the same loss pattern whichever test ran before */
     for (int i = 0; i < nf; i++)
-        if (vc_tone_init(&tones[i], freqs[i], amp) != 0) return -1;
-    if (vc_encoder_create(&enc, 5) != 0) goto out;
+        if (vc_tone_init(&tones[i], freqs[i], amps[i]) != 0) return -1;
+    if (vc_encoder_create(&enc, complexity) != 0) goto out;
     if (vc_decoder_create(&dec) != 0) goto out;
     for (int f = 0; f < NFRAMES; f++) {
         int16_t in[VC_FRAME] = {0};
@@ -83,10 +85,11 @@ static void check_single_tone(double hz)
 {
     vc_peak p[2];
     double level;
-    CHECK_EQ_INT(through_opus(&hz, 1, 0.3, 0), 0);
+    CHECK_EQ_INT(through_opus(&hz, (double[]){0.3}, 1, 0), 0);
     int n = vc_freq_peaks(out_pcm, NSAMP, p, 2, &level);
-    printf("# %.0f Hz through Opus: %d peak(s), %.2f Hz ratio %.4f%s level %.1f dBFS\n", hz, n,
-           p[0].freq_hz, p[0].ratio, n > 1 ? " (+ a second)" : "", level);
+    printf("# %.0f Hz through Opus (complexity %d): %d peak(s), %.2f Hz ratio %.4f%s level %.1f "
+           "dBFS\n",
+           hz, complexity, n, p[0].freq_hz, p[0].ratio, n > 1 ? " (+ a second)" : "", level);
     CHECK(n >= 1);
     CHECK(fabs(p[0].freq_hz - hz) <= 5.0);
     CHECK(p[0].ratio > 0.8);
@@ -109,11 +112,22 @@ TEST(opus_880_hz_arrives_as_880_hz)
     check_single_tone(880.0);
 }
 
+TEST(opus_complexity_0_and_10_both_carry_the_tone)
+{
+    const int cx[2] = {0, 10};
+    for (int i = 0; i < 2; i++) {
+        complexity = cx[i];
+        check_single_tone(440.0);
+        complexity = 5;
+        if (test_failed_) return;
+    }
+}
+
 TEST(opus_mix_of_440_and_880_shows_both)
 {
     const double hz[2] = {440.0, 880.0};
     vc_peak p[2];
-    CHECK_EQ_INT(through_opus(hz, 2, 0.25, 0), 0);
+    CHECK_EQ_INT(through_opus(hz, (double[]){0.25, 0.25}, 2, 0), 0);
     int n = vc_freq_peaks(out_pcm, NSAMP, p, 2, NULL);
     printf("# 440+880 Hz through Opus: %d peaks, %.2f Hz ratio %.4f, %.2f Hz ratio %.4f\n", n,
            p[0].freq_hz, p[0].ratio, n > 1 ? p[1].freq_hz : 0.0, n > 1 ? p[1].ratio : 0.0);
@@ -130,7 +144,7 @@ TEST(opus_silence_has_no_tone)
 {
     vc_peak p[1];
     double level = 0.0;
-    CHECK_EQ_INT(through_opus(NULL, 0, 0.0, 0), 0);
+    CHECK_EQ_INT(through_opus(NULL, NULL, 0, 0), 0);
     int n = vc_freq_peaks(out_pcm, NSAMP, p, 1, &level);
     printf("# silence through Opus: level %.1f dBFS\n", level);
     CHECK_EQ_INT(n, 0);
@@ -142,7 +156,7 @@ TEST(opus_10_percent_frame_loss_is_concealed)
 {
     double hz = 440.0;
     vc_peak p;
-    int lost = through_opus(&hz, 1, 0.3, 10);
+    int lost = through_opus(&hz, (double[]){0.3}, 1, 10);
     CHECK(lost >= 0);
     CHECK_EQ_INT(vc_freq_dominant(out_pcm, NSAMP, &p), 0);
     printf("# 440 Hz with %d of %d frames lost (PLC): %.2f Hz ratio %.4f\n", lost, NFRAMES,
@@ -150,6 +164,50 @@ TEST(opus_10_percent_frame_loss_is_concealed)
     CHECK(lost >= 5 && lost <= 20); /* the seed really drops about 10 % */
     CHECK(fabs(p.freq_hz - hz) <= 5.0);
     CHECK(p.ratio > 0.8);
+}
+
+TEST(freq_is_within_1_hz_between_bins)
+{
+    /* no codec: the analysis alone, at frequencies that fall anywhere between two bins */
+    double worst = 0.0, least = 1.0;
+    for (double hz = 100.0; hz < 8000.0; hz += 137.7) {
+        vc_tone t;
+        vc_peak p;
+        CHECK_EQ_INT(vc_tone_init(&t, hz, 0.5), 0);
+        vc_tone_fill(&t, out_pcm, VC_RATE / 2);
+        CHECK_EQ_INT(vc_freq_dominant(out_pcm, VC_RATE / 2, &p), 0);
+        if (fabs(p.freq_hz - hz) > worst) worst = fabs(p.freq_hz - hz);
+        if (p.ratio < least) least = p.ratio;
+    }
+    printf("# 58 tones 100..7950 Hz, 0.5 s each: worst error %.3f Hz, least ratio %.4f\n", worst,
+           least);
+    CHECK(worst < 1.0);
+    CHECK(least > 0.99);
+}
+
+TEST(freq_ratio_drops_when_the_tone_is_not_alone)
+{
+    /* 440 Hz with white noise of the same power: about half the energy is at the tone */
+    vc_tone t;
+    vc_peak p[2];
+    double hz[2] = {440.0, 1000.0};
+    CHECK_EQ_INT(vc_tone_init(&t, 440.0, 0.1), 0);
+    vc_tone_fill(&t, out_pcm, NSAMP);
+    double noise = 0.1 * 32767.0 * sqrt(3.0) / sqrt(2.0); /* uniform in ±noise: power of the sine */
+    for (int i = 0; i < NSAMP; i++)
+        out_pcm[i] = (int16_t)(out_pcm[i] + ((double)rnd() / 4294967295.0 * 2.0 - 1.0) * noise);
+    CHECK_EQ_INT(vc_freq_dominant(out_pcm, NSAMP, &p[0]), 0);
+    printf("# 440 Hz + noise at 0 dB SNR: %.2f Hz ratio %.4f\n", p[0].freq_hz, p[0].ratio);
+    CHECK(fabs(p[0].freq_hz - 440.0) <= 5.0);
+    CHECK(p[0].ratio > 0.4 && p[0].ratio < 0.6);
+    /* a second talker 15 dB below the first, through Opus: seen, and small */
+    CHECK_EQ_INT(through_opus(hz, (double[]){0.3, 0.3 * pow(10.0, -15.0 / 20.0)}, 2, 0), 0);
+    int n = vc_freq_peaks(out_pcm, NSAMP, p, 2, NULL);
+    printf("# 440 Hz + 1000 Hz at -15 dB through Opus: %.2f Hz ratio %.4f, %.2f Hz ratio %.4f\n",
+           p[0].freq_hz, p[0].ratio, n > 1 ? p[1].freq_hz : 0.0, n > 1 ? p[1].ratio : 0.0);
+    CHECK_EQ_INT(n, 2);
+    CHECK(fabs(p[0].freq_hz - 440.0) <= 5.0 && p[0].ratio > 0.9);
+    CHECK(fabs(p[1].freq_hz - 1000.0) <= 5.0 && p[1].ratio > 0.015 && p[1].ratio < 0.05);
 }
 
 TEST(codec_refuses_bad_arguments_and_packets)
@@ -247,9 +305,12 @@ int main(void)
     RUN(opus_440_hz_arrives_as_440_hz);
     RUN(opus_660_hz_arrives_as_660_hz);
     RUN(opus_880_hz_arrives_as_880_hz);
+    RUN(opus_complexity_0_and_10_both_carry_the_tone);
     RUN(opus_mix_of_440_and_880_shows_both);
     RUN(opus_silence_has_no_tone);
     RUN(opus_10_percent_frame_loss_is_concealed);
+    RUN(freq_is_within_1_hz_between_bins);
+    RUN(freq_ratio_drops_when_the_tone_is_not_alone);
     RUN(codec_refuses_bad_arguments_and_packets);
     RUN(seq_counts_loss_and_reordering_across_the_wrap);
     RUN(latency_percentiles_of_known_samples);
