@@ -110,7 +110,7 @@ $(BUILD)/libvoxclient.a: $(CLIENT_OBJ)
 	$(AR) rcs $@ $^
 
 $(BUILD)/tests/unit/client/%: $(BUILD)/tests/unit/client/%.o $(UNIT_HOBJ) $(BUILD)/libvoxclient.a $(BUILD)/libvoxcore.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(OPUS_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(SRTP_LIBS) $(LDLIBS) $(OPUS_LIBS)
 
 $(BUILD)/tests/fuzz/replay_%.o: tests/fuzz/replay_main.c
 	@mkdir -p $(dir $@)

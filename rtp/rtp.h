@@ -458,6 +458,7 @@ typedef struct rtp_worker_stats {
     uint64_t drop_auth;         /* srtp_unprotect refused (auth, replay, anything else) */
     uint64_t drop_rtcp_auth;    /* srtp_unprotect_rtcp refused */
     uint64_t drop_too_short;    /* RTCP under 8 bytes, RTP under 12 */
+    uint64_t drop_oversize;     /* over 1,500 bytes (truncated by recvmmsg) */
     uint64_t drop_parse;        /* rtp_parse refused the unprotected packet */
     uint64_t drop_room[RTP_ROOM_DROP_COUNT_]; /* by rtp_room_drop (index 0 unused) */
     uint64_t rtcp_ok;                         /* authenticated RTCP (liveness), then dropped */

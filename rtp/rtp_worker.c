@@ -39,6 +39,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
 #include <srtp2/srtp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -568,7 +569,7 @@ static void on_readable(uv_poll_t *h, int status, int events)
                          .from_len = w->rx_msg[i].msg_hdr.msg_namelen};
             w->st.rx_bytes += (uint64_t)c.len;
             if (w->rx_msg[i].msg_hdr.msg_flags & MSG_TRUNC) {
-                w->st.drop_too_short++; /* larger than the MTU: not ours */
+                w->st.drop_oversize++; /* larger than the MTU: not ours */
                 continue;
             }
             switch (rtp_demux(c.buf, (size_t)c.len)) {

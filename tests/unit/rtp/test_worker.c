@@ -350,6 +350,18 @@ TEST(forwarding)
     CHECK_EQ_INT(st.rx_datagrams, NC + 50 + 150 + 3);
     CHECK_EQ_INT(st.drop_protect + st.drop_slot + st.drop_send + st.drop_dest_unlatched, 0);
 
+    /* A muted at run time: its next packet reaches nobody, C's after it still does */
+    size_t done_before = count_ev(RTP_WORKER_EV_DONE, 0);
+    CHECK_EQ_INT(rtp_worker_set_flags(w, 1, RTP_ROOM_MUTED), 0);
+    CHECK(await_ev(RTP_WORKER_EV_DONE, 0, done_before + 1));
+    client_send(&cl[0], 52, false);
+    client_send(&cl[2], 50, false);
+    CHECK_EQ_INT(client_recv(&cl[1], &g), 1);
+    CHECK_EQ_INT(g.from, 3);
+    CHECK_EQ_INT(g.idx, 50);
+    rtp_worker_stats_read(w, &st);
+    CHECK_EQ_INT(st.drop_room[RTP_ROOM_DROP_MUTED], 51);
+
     /* everyone goes quiet: one EV_SILENT each, after at least silence_ms */
     CHECK(await_ev(RTP_WORKER_EV_SILENT, 0, NC));
     for (size_t e = 0; e < n_evs; e++)
@@ -405,6 +417,10 @@ TEST(garbage)
         }
         send_raw(&a, buf, len);
     }
+    /* over the 1,500-byte MTU */
+    uint8_t big[2000];
+    memset(big, 0x80, sizeof big);
+    send_raw(&a, big, sizeof big);
     /* still forwarding */
     client_send(&a, 7, false);
     got g;
@@ -413,7 +429,8 @@ TEST(garbage)
     CHECK_EQ_INT(g.idx, 7);
     rtp_worker_stats st;
     rtp_worker_stats_read(w, &st);
-    CHECK_EQ_INT(st.rx_datagrams, 2 + 101 + 1);
+    CHECK_EQ_INT(st.rx_datagrams, 2 + 101 + 1 + 1);
+    CHECK_EQ_INT(st.drop_oversize, 1);
     CHECK_EQ_INT(st.rtp_ok, 1);
     CHECK_EQ_INT(st.rtcp_ok, 2);
     CHECK_EQ_INT(st.drop_auth, 45);      /* even lengths 12..100 */
