@@ -166,6 +166,7 @@ static bool ring_pop(ring *r, void *item)
     pthread_mutex_lock(&r->mu);
     if (r->len > 0) {
         memcpy(item, (uint8_t *)r->items + r->head * r->size, r->size);
+        explicit_bzero((uint8_t *)r->items + r->head * r->size, r->size); /* keys: no copies */
         r->head = (r->head + 1) % r->cap;
         r->len--;
         ok = true;
@@ -408,6 +409,7 @@ static void on_async(uv_async_t *a)
             worker_close(w);
             return;
         }
+        explicit_bzero(&c.p, sizeof c.p); /* libsrtp keeps its own copy of the keys */
         rtp_worker_event ev = {.kind = RTP_WORKER_EV_DONE, .cmd = c.kind, .id = id, .err = rc};
         emit(w, &ev);
     }

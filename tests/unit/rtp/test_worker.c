@@ -394,6 +394,19 @@ TEST(garbage)
     CHECK_EQ_INT(rtp_worker_add_participant(w, &a.p), 0);
     CHECK_EQ_INT(rtp_worker_add_participant(w, &b.p), 0);
     CHECK(await_ev(RTP_WORKER_EV_DONE, 0, 3));
+    /* refused: the same handle again, an unknown profile, an unknown room */
+    CHECK_EQ_INT(rtp_worker_add_participant(w, &a.p), 0);
+    rtp_worker_participant bad = b.p;
+    bad.handle = 3;
+    bad.ssrc = 3;
+    bad.in.profile = 0;
+    CHECK_EQ_INT(rtp_worker_add_participant(w, &bad), 0);
+    bad.in.profile = RTP_SRTP_AEAD_AES_128_GCM;
+    bad.room = 99;
+    CHECK_EQ_INT(rtp_worker_add_participant(w, &bad), 0);
+    CHECK(await_ev(RTP_WORKER_EV_DONE, -EEXIST, 1));
+    CHECK(await_ev(RTP_WORKER_EV_DONE, -EINVAL, 1));
+    CHECK(await_ev(RTP_WORKER_EV_DONE, -ENOENT, 1));
     client_send_rtcp(&a);
     client_send_rtcp(&b);
     CHECK(await_ev(RTP_WORKER_EV_LATCHED, 0, 2));
