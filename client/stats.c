@@ -7,7 +7,8 @@
  * a wrap lands in the previous cycle). The first packet is placed at 65536 so that late packets
  * from before it never go below zero. A 64-bit window (bit i = "max - i arrived") tells a late
  * packet from a duplicate; a packet more than 63 behind is counted as received and late, but a
- * duplicate of it cannot be told apart. Loss is expected (first to highest) minus received.
+ * duplicate of it cannot be told apart. A late packet from before the first lowers the base. Loss
+ * is expected (lowest to highest) minus received.
  *
  * vc_latency: one-way latency percentiles without storing samples. A log-linear (HDR-style)
  * histogram of ns: values below 64 have a bucket each; above, each power of two [2^e, 2^(e+1)) is

@@ -93,8 +93,8 @@ typedef struct vc_seq {
     uint64_t received;  /* distinct packets received */
     uint64_t reordered; /* arrived after a higher sequence number (and were not duplicates) */
     uint64_t duplicate; /* seen twice within the last 64 sequence numbers; not counted received */
-    uint64_t too_late;  /* more than 64 behind the highest: counted received, may be a duplicate */
-    uint64_t base;      /* extended sequence number of the first packet */
+    uint64_t too_late;  /* 64 or more behind the highest: counted received, may be a duplicate */
+    uint64_t base;      /* lowest extended sequence number (the first, or a late one before it) */
     uint64_t max;       /* highest extended sequence number */
     uint64_t window;    /* bit i: max - i was received */
     int started;
