@@ -372,7 +372,8 @@ typedef struct rtp_worker_config {
                                   (RTP or RTCP) from a latched participant; 0: 5,000 */
     uint32_t queue_len;        /* command and event queue capacity; 0: 1,024 */
     void *event_async;         /* uv_async_t * on the owner's loop, signalled when events are
-                                  queued; NULL: the owner polls rtp_worker_events() */
+                                  queued; NULL: the owner polls rtp_worker_events(); must
+                                  outlive the worker (until rtp_worker_stop_and_free returns) */
 } rtp_worker_config;
 
 typedef enum rtp_srtp_profile {

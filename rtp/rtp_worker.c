@@ -10,13 +10,15 @@
  * batch through the stages, and flushes every resulting packet with one sendmmsg() on the same fd
  * — one receive and one send syscall per batch.
  *
- * Packet path (one pkt_ctx per datagram, small stages, no lock, no allocation):
+ * Packet path (one pkt_ctx per datagram, small stages, no lock, no allocation here — but libsrtp
+ * 2.5's HMAC-SHA1 on OpenSSL 3 mallocs twice per AES_CM operation; GCM does not; docs/media.md):
  *   demux → lookup the participant by SSRC (open-addressing table sized at new) → srtp_unprotect
  *   with its inbound srtp_t (refusal counted, dropped) → latch the source address on the first
  *   success (EV_LATCHED) → rtp_parse + rtp_audio_level → rtp_room_packet → per destination: copy
  *   into a preallocated out buffer with the header rewritten by rtp_slot_map, srtp_protect with
  *   the listener's outbound srtp_t, queue for sendmmsg to the listener's latched address.
- *   RTCP: srtp_unprotect_rtcp for liveness, then dropped.
+ *   RTCP: srtp_unprotect_rtcp for liveness, then dropped. It is attributed by its first SSRC,
+ *   so a client sends RTCP under its upstream SSRC (browsers use their sender's).
  * Out buffers: up to RTP_WORKER_OUT datagrams; the queue is flushed when full and at the end of
  * each batch. A readable callback reads at most RTP_WORKER_ROUNDS batches, then yields to the loop.
  *
