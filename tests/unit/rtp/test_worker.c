@@ -25,8 +25,8 @@
 #include <uv.h>
 
 /* counting allocator: allocations made by threads other than the test's main thread (the worker),
- * over glibc's own; not under AddressSanitizer, which has its own allocator */
-#if !defined(__SANITIZE_ADDRESS__)
+ * over glibc's own; not under Address/ThreadSanitizer, which have their own allocators */
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 #define COUNT_ALLOCS 1
 extern void *__libc_malloc(size_t n);
 extern void *__libc_calloc(size_t n, size_t size);
