@@ -537,9 +537,9 @@ void sig_rpc_cancel(sig_core *c, uint64_t req)
         /* never answered: forget the id so a retry runs afresh */
         sig_idem *i = hmap_gets(c->idem, h->request_id);
         if (i && i->status == 0) {
-            i->status = -1; /* tombstone; expires with the FIFO */
-            i->body = sig_error_body("REQUEST_CANCELLED", "the request was cancelled");
-            i->len = strlen(i->body);
+            /* out of the map at once; the FIFO entry stays as a tombstone until it expires
+             * (status -1: not "in progress", so it does not hold back the FIFO's expiry) */
+            i->status = -1;
             hmap_dels(c->idem, h->request_id);
             i->request_id[0] = '\0';
         }

@@ -8,8 +8,9 @@
 #include "lib/hmap.h"
 #include "store/store.h"
 
-#define STORE_NPUT 4 /* STORE_CONN .. STORE_SERVER: the kinds with a plain (key, text row) table   \
-                      */
+#define STORE_NPUT                                                                                 \
+    4 /* STORE_CONN .. STORE_SERVER: the kinds with a plain (key, text row) table                  \
+       */
 
 typedef struct store_put {
     char *key;

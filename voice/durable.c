@@ -90,7 +90,6 @@ struct durable {
     size_t nl, capl;
     json_t *lconsumers;
     size_t restored, refused;
-    uint64_t commit_errors_seen;
     metrics_hist commit_hist;
     int64_t commit_t0_ns;
     void (*closed_cb)(voice_node *n);
@@ -229,7 +228,6 @@ static void on_commit(void *ud, int err)
     if (!err)
         metrics_hist_observe(&d->commit_hist, (double)(time_mono_ns() - d->commit_t0_ns) / 1e9);
     if (err) {
-        d->commit_errors_seen++;
         LOG(LOG_WARN, "commit of %zu writes and %zu events failed (%s): kept for retry", b->nitems,
             b->ntexts, strerror(-err));
         return; /* the timer retries once the store is up */

@@ -65,22 +65,28 @@ static void collect(th *t)
     sig_effects_free(&fx);
 }
 
+/* The test node's configuration (also used to rebuild the core in th_restart). */
+static void base_config(th *t, sig_config *cfg)
+{
+    sig_config_defaults(cfg);
+    cfg->node_id = "voxd-1";
+    cfg->region = "test";
+    cfg->endpoint = "127.0.0.1:8701";
+    static const unsigned char secret[] = "0123456789abcdef0123456789abcdef";
+    cfg->token_secret = secret;
+    cfg->token_secret_len = 32;
+    cfg->random = det_random;
+    cfg->random_ud = t;
+    if (t->tweak) t->tweak(cfg);
+}
+
 th *th_new(void (*tweak)(sig_config *cfg))
 {
     th *t = xcalloc(1, sizeof *t);
-    sig_config cfg;
-    sig_config_defaults(&cfg);
-    cfg.node_id = "voxd-1";
-    cfg.region = "test";
-    cfg.endpoint = "127.0.0.1:8701";
-    static const unsigned char secret[] = "0123456789abcdef0123456789abcdef";
-    cfg.token_secret = secret;
-    cfg.token_secret_len = 32;
-    cfg.random = det_random;
-    cfg.random_ud = t;
     t->rnd = 42;
-    if (tweak) tweak(&cfg);
     t->tweak = tweak;
+    sig_config cfg;
+    base_config(t, &cfg);
     t->c = sig_core_new(&cfg);
     t->o = sig_outbox_new(1000000, 1);
     t->now = 1700000000000LL;
@@ -139,16 +145,7 @@ int th_rpc(th *t, const char *method, const char *params_json, json_t **result)
 int th_restart(th *t)
 {
     sig_config cfg;
-    sig_config_defaults(&cfg);
-    cfg.node_id = "voxd-1";
-    cfg.region = "test";
-    cfg.endpoint = "127.0.0.1:8701";
-    static const unsigned char secret[] = "0123456789abcdef0123456789abcdef";
-    cfg.token_secret = secret;
-    cfg.token_secret_len = 32;
-    cfg.random = det_random;
-    cfg.random_ud = t;
-    if (t->tweak) t->tweak(&cfg);
+    base_config(t, &cfg);
     sig_core_free(t->c);
     t->c = sig_core_new(&cfg);
     int refused = 0;
