@@ -138,29 +138,37 @@ void metrics_hist_observe(metrics_hist *h, double seconds)
     h->sum += seconds;
 }
 
-void metrics_hist_write(metrics_buf *b, enum metrics_id id, const metrics_hist *h,
-                        const char *const *labels)
+void metrics_hist_write_bounds(metrics_buf *b, enum metrics_id id, const double *le, size_t n,
+                               const uint64_t *bucket, double sum, const char *const *labels)
 {
     const char *name = families[id].name;
     uint64_t cum = 0;
-    char le[32];
-    for (size_t i = 0; i <= METRICS_HIST_NB; i++) {
-        if (i < METRICS_HIST_NB) {
-            cum += h->bucket[i];
-            snprintf(le, sizeof le, "%g", hist_le[i]);
-        } else {
-            cum = h->count;
-            snprintf(le, sizeof le, "+Inf");
-        }
+    char les[32];
+    for (size_t i = 0; i <= n; i++) {
+        cum += bucket[i];
+        if (i < n)
+            snprintf(les, sizeof les, "%g", le[i]);
+        else
+            snprintf(les, sizeof les, "+Inf");
         putf(b, "%s_bucket", name);
-        put_labels(b, labels, le);
+        put_labels(b, labels, les);
         putf(b, " %llu\n", (unsigned long long)cum);
     }
     putf(b, "%s_sum", name);
     put_labels(b, labels, NULL);
     puts_(b, " ");
-    put_value(b, h->sum);
+    put_value(b, sum);
     putf(b, "\n%s_count", name);
     put_labels(b, labels, NULL);
-    putf(b, " %llu\n", (unsigned long long)h->count);
+    putf(b, " %llu\n", (unsigned long long)cum);
+}
+
+void metrics_hist_write(metrics_buf *b, enum metrics_id id, const metrics_hist *h,
+                        const char *const *labels)
+{
+    uint64_t bucket[METRICS_HIST_NB + 1], in = 0;
+    for (size_t i = 0; i < METRICS_HIST_NB; i++)
+        in += bucket[i] = h->bucket[i];
+    bucket[METRICS_HIST_NB] = h->count - in; /* above the last bound */
+    metrics_hist_write_bounds(b, id, hist_le, METRICS_HIST_NB, bucket, h->sum, labels);
 }

@@ -44,6 +44,18 @@
     X(M_STORE_COMMITS, "voxd_store_commits_total", "counter", "Database commits by result")        \
     X(M_STORE_COMMIT_DURATION, "voxd_store_commit_duration_seconds", "histogram",                  \
       "Time from sending a group commit to its COMMIT's success")                                  \
+    X(M_MEDIA_SESSIONS, "voxd_media_sessions", "gauge",                                            \
+      "Voice connections with a media session (after Select Protocol)")                            \
+    X(M_MEDIA_PACKETS, "voxd_media_packets_total", "counter",                                      \
+      "UDP datagrams received and sent by the media workers")                                      \
+    X(M_MEDIA_BYTES, "voxd_media_bytes_total", "counter",                                          \
+      "UDP payload bytes received and sent by the media workers")                                  \
+    X(M_MEDIA_DROPS, "voxd_media_drops_total", "counter",                                          \
+      "Media datagrams dropped by the relay, by reason")                                           \
+    X(M_MEDIA_LOOP_LAG, "voxd_media_loop_lag_seconds", "gauge",                                    \
+      "How late each media worker's periodic timer fired last")                                    \
+    X(M_MEDIA_FORWARD_LATENCY, "voxd_media_forward_latency_seconds", "histogram",                  \
+      "Time from receiving a packet to sending its copies, per sent datagram")                     \
     X(M_LOOP_LAG, "voxd_loop_lag_seconds", "gauge",                                                \
       "How late the signalling loop's periodic timer fired last")                                  \
     X(M_BUILD_INFO, "voxd_build_info", "gauge", "Build information (always 1)")                    \
@@ -80,6 +92,10 @@ typedef struct metrics_hist {
 } metrics_hist;
 void metrics_hist_observe(metrics_hist *h, double seconds);
 /* _bucket{le}, _sum, _count, with the extra labels (pairs, NULL-terminated, may be NULL). */
+/* A histogram with the caller's bounds: le[0, n) ascending, bucket[0, n] not cumulative (the last
+ * is above le[n-1]), their sum. */
+void metrics_hist_write_bounds(metrics_buf *b, enum metrics_id id, const double *le, size_t n,
+                               const uint64_t *bucket, double sum, const char *const *labels);
 void metrics_hist_write(metrics_buf *b, enum metrics_id id, const metrics_hist *h,
                         const char *const *labels);
 

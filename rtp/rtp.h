@@ -370,7 +370,8 @@ typedef struct rtp_worker_config {
     uint8_t level_ext_id;      /* RFC 6464 audio-level extension ID (SDP), 1–255; 0: 1 */
     uint32_t silence_ms;       /* an EV_SILENT after this long without an authenticated packet
                                   (RTP or RTCP) from a latched participant; 0: 5,000 */
-    uint32_t queue_len;        /* command and event queue capacity; 0: 1,024 */
+    uint32_t queue_len;        /* command queue capacity; 0: 1,024. The event queue holds
+                                  max(queue_len, 4 × max_participants) (Speaking bursts) */
     void *event_async;         /* uv_async_t * on the owner's loop, signalled when events are
                                   queued; NULL: the owner polls rtp_worker_events(); must
                                   outlive the worker (until rtp_worker_stop_and_free returns) */
@@ -419,12 +420,20 @@ int rtp_worker_create_room(rtp_worker *w, uint32_t room, const rtp_room_config *
 int rtp_worker_add_participant(rtp_worker *w, const rtp_worker_participant *p);
 int rtp_worker_set_flags(rtp_worker *w, uint32_t handle, unsigned flags);
 int rtp_worker_remove_participant(rtp_worker *w, uint32_t handle);
+/* Moves a participant to another room of the same worker: p->room (must exist), p->flags and
+ * p->slots (fresh slot numbers; same SSRCs is fine) are used; its SRTP sessions and latched
+ * address are kept, so the client notices nothing but the new audience. */
+int rtp_worker_move_participant(rtp_worker *w, const rtp_worker_participant *p);
+/* Destroys an empty room (-EBUSY in its DONE event while participants remain). */
+int rtp_worker_destroy_room(rtp_worker *w, uint32_t room);
 
 typedef enum rtp_worker_cmd_kind {
     RTP_WORKER_CMD_CREATE_ROOM = 1,
     RTP_WORKER_CMD_ADD,
     RTP_WORKER_CMD_SET_FLAGS,
     RTP_WORKER_CMD_REMOVE,
+    RTP_WORKER_CMD_MOVE,
+    RTP_WORKER_CMD_DESTROY_ROOM,
     RTP_WORKER_CMD_STOP_, /* internal */
 } rtp_worker_cmd_kind;
 
@@ -434,6 +443,8 @@ typedef enum rtp_worker_event_kind {
                                destination) */
     RTP_WORKER_EV_SILENT,   /* nothing authenticated from latched `id` for silent_ms (once per
                                silence; a later packet re-arms it) */
+    RTP_WORKER_EV_SPEAKING, /* listener `id`'s slot `slot` now carries `speaker` (has_speaker)
+                               or nobody: a Speaking notice */
 } rtp_worker_event_kind;
 
 typedef struct rtp_worker_event {
@@ -442,12 +453,21 @@ typedef struct rtp_worker_event {
     uint32_t id;                  /* room id (EV_DONE of CREATE_ROOM) or participant handle */
     int err;                      /* EV_DONE */
     uint32_t silent_ms;           /* EV_SILENT */
+    uint32_t speaker;             /* EV_SPEAKING */
+    uint8_t slot;                 /* EV_SPEAKING */
+    bool has_speaker;             /* EV_SPEAKING */
     struct sockaddr_storage addr; /* EV_LATCHED: the source address, now its destination */
     socklen_t addr_len;
 } rtp_worker_event;
 
 /* Moves up to cap queued events into out, oldest first; returns how many. */
 size_t rtp_worker_events(rtp_worker *w, rtp_worker_event *out, size_t cap);
+
+#define RTP_WORKER_LAT_N 10
+#define RTP_WORKER_LAT_BOUNDS_US                                                                   \
+    {                                                                                              \
+        10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000                                         \
+    }
 
 /* Counters, written only by the worker thread. rtp_worker_stats() copies them with plain loads:
  * each uint64_t is aligned and written whole, so on the 64-bit targets we build for a value is
@@ -470,6 +490,12 @@ typedef struct rtp_worker_stats {
     uint64_t drop_send;                       /* sendmmsg did not take it (EAGAIN, error) */
     uint64_t tx_datagrams, tx_bytes, tx_batches; /* sendmmsg: datagrams, bytes, calls */
     uint64_t events_dropped;                     /* the event queue was full */
+    /* forwarding latency: from the recvmmsg that read a packet to the sendmmsg that sent its
+     * copies, per sent datagram, in buckets of RTP_WORKER_LAT_BOUNDS_US (last: above) */
+    uint64_t fwd_lat[RTP_WORKER_LAT_N + 1];
+    uint64_t fwd_lat_sum_ns;
+    uint64_t loop_lag_ns;     /* the last lateness of the worker's timer (loop lag) */
+    uint64_t loop_lag_max_ns; /* the largest seen */
 } rtp_worker_stats;
 
 void rtp_worker_stats_read(const rtp_worker *w, rtp_worker_stats *out);

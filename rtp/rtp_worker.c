@@ -56,6 +56,7 @@
 
 typedef struct wroom {
     bool used;
+    bool dirty; /* on the dirty list: its slot changes are drained after the batch */
     uint32_t id;
     rtp_room *room;
 } wroom;
@@ -110,7 +111,12 @@ struct rtp_worker {
 
     wroom *rooms;
     part *parts;
-    u32map by_ssrc, by_handle;
+    u32map by_ssrc, by_handle, by_room;
+    uint32_t *dirty; /* indexes of rooms with possibly queued slot changes */
+    uint32_t ndirty;
+    rtp_room_change *changes;
+    uint64_t rx_t0_ns;     /* when the current batch was read (forwarding latency) */
+    uint64_t timer_due_ns; /* when the timer should fire next (loop lag) */
 
     /* receive batch */
     uint8_t (*rx_buf)[RTP_WORKER_BUF];
@@ -301,9 +307,55 @@ static int srtp_sessions(const rtp_worker_participant *p, srtp_t *in, srtp_t *ou
 
 static wroom *room_find(rtp_worker *w, uint32_t id)
 {
-    for (uint32_t i = 0; i < w->cfg.max_rooms; i++)
-        if (w->rooms[i].used && w->rooms[i].id == id) return &w->rooms[i];
-    return NULL;
+    uint32_t v = map_get(&w->by_room, id);
+    return v ? &w->rooms[v - 1] : NULL;
+}
+
+static void room_mark(rtp_worker *w, wroom *r)
+{
+    if (r->dirty) return;
+    r->dirty = true;
+    w->dirty[w->ndirty++] = (uint32_t)(r - w->rooms);
+}
+
+static void emit_speaking(rtp_worker *w, uint32_t listener, uint8_t slot, bool has,
+                          uint32_t speaker)
+{
+    rtp_worker_event ev = {.kind = RTP_WORKER_EV_SPEAKING,
+                           .id = listener,
+                           .slot = slot,
+                           .has_speaker = has,
+                           .speaker = has ? speaker : 0};
+    emit(w, &ev);
+}
+
+/* Turns the slot changes of the rooms touched since the last call into EV_SPEAKING events. */
+static void drain_changes(rtp_worker *w)
+{
+    size_t cap = (size_t)w->cfg.max_participants;
+    for (uint32_t i = 0; i < w->ndirty; i++) {
+        wroom *r = &w->rooms[w->dirty[i]];
+        r->dirty = false;
+        if (!r->used) continue;
+        bool resend = false;
+        size_t n;
+        while ((n = rtp_room_drain(r->room, w->changes, cap, &resend)) > 0)
+            for (size_t k = 0; k < n; k++)
+                emit_speaking(w, w->changes[k].listener, w->changes[k].slot_index,
+                              w->changes[k].has_speaker, w->changes[k].speaker);
+        if (!resend) continue;
+        /* the room's ring overflowed: every listener's every slot, as it is now */
+        for (uint32_t p = 0; p < w->cfg.max_participants; p++) {
+            part *pt = &w->parts[p];
+            if (!pt->used || pt->room != r) continue;
+            for (unsigned s = 0; s < rtp_room_n_slots(r->room); s++) {
+                uint32_t spk = 0;
+                bool has = rtp_room_slot_speaker(r->room, pt->handle, s, &spk) == 0;
+                emit_speaking(w, pt->handle, (uint8_t)s, has, spk);
+            }
+        }
+    }
+    w->ndirty = 0;
 }
 
 static part *part_by_handle(rtp_worker *w, uint32_t handle)
@@ -322,6 +374,7 @@ static int do_create_room(rtp_worker *w, const cmd *c)
         if (rc < 0) return rc;
         r->used = true;
         r->id = c->id;
+        map_put(&w->by_room, c->id, i + 1);
         return 0;
     }
     return -ENOSPC;
@@ -357,9 +410,39 @@ static int do_add(rtp_worker *w, const cmd *c)
     return 0;
 }
 
+static int do_destroy_room(rtp_worker *w, const cmd *c)
+{
+    wroom *r = room_find(w, c->id);
+    if (!r) return -ENOENT;
+    if (rtp_room_count(r->room) > 0) return -EBUSY;
+    rtp_room_destroy(r->room);
+    r->room = NULL;
+    r->used = false;
+    map_del(&w->by_room, c->id);
+    return 0;
+}
+
+static int do_move(rtp_worker *w, const cmd *c)
+{
+    const rtp_worker_participant *p = &c->p;
+    part *pt = part_by_handle(w, p->handle);
+    if (!pt) return -ENOENT;
+    wroom *to = room_find(w, p->room);
+    if (!to) return -ENOENT;
+    if (to == pt->room) return rtp_room_set_flags(to->room, p->handle, p->flags);
+    if (p->n_slots != rtp_room_n_slots(to->room)) return -EINVAL;
+    int rc = rtp_room_join(to->room, p->handle, p->flags, p->slots);
+    if (rc < 0) return rc;
+    rtp_room_leave(pt->room->room, pt->handle);
+    room_mark(w, pt->room);
+    pt->room = to;
+    return 0;
+}
+
 static void part_drop(rtp_worker *w, part *pt)
 {
     rtp_room_leave(pt->room->room, pt->handle);
+    room_mark(w, pt->room);
     map_del(&w->by_handle, pt->handle);
     map_del(&w->by_ssrc, pt->ssrc);
     srtp_dealloc(pt->in);
@@ -397,8 +480,15 @@ static void on_async(uv_async_t *a)
         case RTP_WORKER_CMD_SET_FLAGS: {
             part *pt = part_by_handle(w, c.id);
             rc = pt ? rtp_room_set_flags(pt->room->room, c.id, c.flags) : -ENOENT;
+            if (pt) room_mark(w, pt->room);
             break;
         }
+        case RTP_WORKER_CMD_MOVE:
+            rc = do_move(w, &c);
+            break;
+        case RTP_WORKER_CMD_DESTROY_ROOM:
+            rc = do_destroy_room(w, &c);
+            break;
         case RTP_WORKER_CMD_REMOVE: {
             part *pt = part_by_handle(w, c.id);
             if (pt)
@@ -415,6 +505,7 @@ static void on_async(uv_async_t *a)
         rtp_worker_event ev = {.kind = RTP_WORKER_EV_DONE, .cmd = c.kind, .id = id, .err = rc};
         emit(w, &ev);
     }
+    drain_changes(w);
 }
 
 /* ---- packet path (worker thread) ------------------------------------------------------------ */
@@ -430,9 +521,21 @@ typedef struct pkt_ctx {
     uint8_t level;
 } pkt_ctx;
 
+static const uint64_t lat_bounds_us[RTP_WORKER_LAT_N] = RTP_WORKER_LAT_BOUNDS_US;
+
+static void lat_observe(rtp_worker *w, uint64_t ns, uint64_t count)
+{
+    unsigned b = 0;
+    while (b < RTP_WORKER_LAT_N && ns > lat_bounds_us[b] * 1000)
+        b++;
+    w->st.fwd_lat[b] += count;
+    w->st.fwd_lat_sum_ns += ns * count;
+}
+
 static void tx_flush(rtp_worker *w)
 {
     size_t off = 0;
+    size_t sent = 0;
     while (off < w->tx_len) {
         int n = sendmmsg(w->fd, &w->tx_msg[off], (unsigned)(w->tx_len - off), 0);
         if (n < 0) {
@@ -446,8 +549,10 @@ static void tx_flush(rtp_worker *w)
             w->st.tx_bytes += w->tx_msg[off + i].msg_len;
         w->st.tx_datagrams += (uint64_t)n;
         off += (size_t)n;
+        sent += (size_t)n;
     }
     w->tx_len = 0;
+    if (sent) lat_observe(w, uv_hrtime() - w->rx_t0_ns, sent);
 }
 
 static void latch(rtp_worker *w, pkt_ctx *c)
@@ -544,6 +649,7 @@ static void stage_rtp(rtp_worker *w, pkt_ctx *c)
     rtp_room_drop why = RTP_ROOM_FORWARD;
     int n = rtp_room_packet(c->src->room->room, c->src->handle, c->voice, c->level,
                             (uint32_t)uv_now(&w->loop), w->dests, w->cfg.max_participants, &why);
+    room_mark(w, c->src->room);
     if (n <= 0) {
         if (why != RTP_ROOM_FORWARD && why < RTP_ROOM_DROP_COUNT_) w->st.drop_room[why]++;
         return;
@@ -564,6 +670,7 @@ static void on_readable(uv_poll_t *h, int status, int events)
         }
         int n = recvmmsg(w->fd, w->rx_msg, RTP_WORKER_BATCH, MSG_DONTWAIT, NULL);
         if (n <= 0) break; /* EAGAIN (or an error the next readable event will show again) */
+        w->rx_t0_ns = uv_hrtime();
         w->st.rx_batches++;
         w->st.rx_datagrams += (uint64_t)n;
         for (int i = 0; i < n; i++) {
@@ -591,11 +698,17 @@ static void on_readable(uv_poll_t *h, int status, int events)
         tx_flush(w);
         if (n < RTP_WORKER_BATCH) break;
     }
+    drain_changes(w);
 }
 
 static void on_timer(uv_timer_t *t)
 {
     rtp_worker *w = t->data;
+    uint64_t hr = uv_hrtime();
+    uint64_t lag = hr > w->timer_due_ns ? hr - w->timer_due_ns : 0;
+    w->st.loop_lag_ns = lag;
+    if (lag > w->st.loop_lag_max_ns) w->st.loop_lag_max_ns = lag;
+    w->timer_due_ns = hr + uv_timer_get_repeat(t) * 1000000u;
     uint64_t now = uv_now(&w->loop);
     for (uint32_t i = 0; i < w->cfg.max_participants; i++) {
         part *pt = &w->parts[i];
@@ -660,6 +773,9 @@ static void worker_free_mem(rtp_worker *w)
     ring_fini(&w->events);
     map_fini(&w->by_ssrc);
     map_fini(&w->by_handle);
+    map_fini(&w->by_room);
+    free(w->dirty);
+    free(w->changes);
     free(w->rooms);
     free(w->parts);
     free(w->rx_buf);
@@ -690,10 +806,16 @@ int rtp_worker_new(const rtp_worker_config *cfg, rtp_worker **out)
     w->rx_buf = calloc(RTP_WORKER_BATCH, sizeof *w->rx_buf);
     w->tx_buf = calloc(RTP_WORKER_OUT, sizeof *w->tx_buf);
     w->dests = calloc(np, sizeof *w->dests);
-    if (!w->rooms || !w->parts || !w->rx_buf || !w->tx_buf || !w->dests) goto fail;
-    if (map_init(&w->by_ssrc, np) < 0 || map_init(&w->by_handle, np) < 0) goto fail;
+    w->dirty = calloc(w->cfg.max_rooms, sizeof *w->dirty);
+    w->changes = calloc(np, sizeof *w->changes);
+    if (!w->rooms || !w->parts || !w->rx_buf || !w->tx_buf || !w->dests || !w->dirty || !w->changes)
+        goto fail;
+    if (map_init(&w->by_ssrc, np) < 0 || map_init(&w->by_handle, np) < 0 ||
+        map_init(&w->by_room, w->cfg.max_rooms) < 0)
+        goto fail;
+    size_t evcap = w->cfg.queue_len > 4 * (size_t)np ? w->cfg.queue_len : 4 * (size_t)np;
     if (ring_init(&w->cmds, sizeof(cmd), w->cfg.queue_len) < 0 ||
-        ring_init(&w->events, sizeof(rtp_worker_event), w->cfg.queue_len) < 0)
+        ring_init(&w->events, sizeof(rtp_worker_event), evcap) < 0)
         goto fail;
     for (int i = 0; i < RTP_WORKER_BATCH; i++) {
         w->rx_iov[i].iov_base = w->rx_buf[i];
@@ -743,6 +865,7 @@ int rtp_worker_start(rtp_worker *w)
 {
     if (w->started) return -EALREADY;
     uint64_t tick = w->cfg.silence_ms / 4 ? w->cfg.silence_ms / 4 : 1;
+    w->timer_due_ns = uv_hrtime() + tick * 1000000u;
     uv_timer_start(&w->timer, on_timer, tick, tick);
     int rc = uv_poll_start(&w->poll, UV_READABLE, on_readable);
     if (rc < 0) return rc;
@@ -806,6 +929,19 @@ int rtp_worker_set_flags(rtp_worker *w, uint32_t handle, unsigned flags)
 int rtp_worker_remove_participant(rtp_worker *w, uint32_t handle)
 {
     cmd c = {.kind = RTP_WORKER_CMD_REMOVE, .id = handle};
+    return send_cmd(w, &c);
+}
+
+int rtp_worker_move_participant(rtp_worker *w, const rtp_worker_participant *p)
+{
+    if (!p || p->n_slots < 1 || p->n_slots > RTP_ROOM_MAX_SLOTS) return -EINVAL;
+    cmd c = {.kind = RTP_WORKER_CMD_MOVE, .id = p->handle, .p = *p};
+    return send_cmd(w, &c);
+}
+
+int rtp_worker_destroy_room(rtp_worker *w, uint32_t room)
+{
+    cmd c = {.kind = RTP_WORKER_CMD_DESTROY_ROOM, .id = room};
     return send_cmd(w, &c);
 }
 

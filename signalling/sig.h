@@ -103,6 +103,18 @@ int sig_grant_redeem(sig_core *c, const char *token, int64_t now_ms, sig_identit
  * -ENOENT if the connection does not exist. */
 int sig_conn_confirm(sig_core *c, const char *connection_id, int64_t now_ms);
 
+/* What the media plane needs to know of a connection: its room (guild 0 in a DM call) and the
+ * flags the relay enforces. 0, or -ENOENT if the connection does not exist. Not a step. */
+typedef struct sig_conn_view {
+    uint64_t user_id, guild_id, channel_id;
+    bool mute, deaf, self_mute, self_deaf, suppress, pending;
+} sig_conn_view;
+int sig_conn_get(const sig_core *c, const char *connection_id, sig_conn_view *out);
+
+/* The connection's transport has been dead for the reap time (spec §2 "no ghosts" (b)): removes
+ * it with one leave broadcast and counts a transport reap. 0 or -ENOENT. A step. */
+int sig_conn_reap_transport(sig_core *c, const char *connection_id, int64_t now_ms);
+
 /* ---- effects ----------------------------------------------------------------------------------
  */
 typedef struct sig_reply {

@@ -365,6 +365,31 @@ int sig_conn_confirm(sig_core *c, const char *connection_id, int64_t now)
     return 0;
 }
 
+int sig_conn_get(const sig_core *c, const char *connection_id, sig_conn_view *out)
+{
+    const sig_conn *k = hmap_gets(c->conns, connection_id);
+    if (!k) return -ENOENT;
+    *out = (sig_conn_view){.user_id = k->user_id,
+                           .guild_id = k->guild_id,
+                           .channel_id = k->channel_id,
+                           .mute = k->mute,
+                           .deaf = k->deaf,
+                           .self_mute = k->self_mute,
+                           .self_deaf = k->self_deaf,
+                           .suppress = k->suppress,
+                           .pending = k->pending};
+    return 0;
+}
+
+int sig_conn_reap_transport(sig_core *c, const char *connection_id, int64_t now)
+{
+    sig_conn *k = hmap_gets(c->conns, connection_id);
+    if (!k) return -ENOENT;
+    c->st.reaped_transport++;
+    sig_conn_remove(c, k, "transport_dead", now);
+    return 0;
+}
+
 /* ---- server state memory ------------------------------------------------------------------------
  */
 

@@ -41,6 +41,7 @@ void node_after_step(voice_node *n)
 {
     sig_effects fx;
     sig_effects_take(n->core, &fx);
+    media_conn_touched(n, &fx);
     if (n->durable) {
         durable_take_effects(n, &fx);
         sig_effects_free(&fx);
@@ -190,6 +191,7 @@ void node_render_metrics(voice_node *n, metrics_buf *b)
                    (const char *[]){"result", "error", NULL});
     metrics_family(b, M_STORE_COMMIT_DURATION);
     metrics_hist_write(b, M_STORE_COMMIT_DURATION, &ds.commit_hist, NULL);
+    media_render_metrics(n, b);
     metrics_family(b, M_LOOP_LAG);
     metrics_sample(b, M_LOOP_LAG, n->loop_lag_s, NULL);
     metrics_family(b, M_BUILD_INFO);
@@ -271,6 +273,8 @@ static void on_shutdown_poll(uv_timer_t *t)
         }
         return; /* n->durable becomes NULL once the store has closed */
     }
+    /* voice WebSockets get their 4015 before lws closes everything (bounded wait) */
+    if (n->voice_ws_count && time_now_ms() < n->drain_until_ms) return;
     if (!n->lws_destroying && n->lws) {
         n->lws_destroying = true;
         lws_context_destroy(n->lws);
@@ -284,6 +288,7 @@ static void on_shutdown_poll(uv_timer_t *t)
         if (n->lws) return;
     }
     LOG(LOG_INFO, "listeners and connections closed; closing the node's handles");
+    media_stop(n);
     close_handle(n, (uv_handle_t *)&n->tick);
     close_handle(n, (uv_handle_t *)&n->lag);
     close_handle(n, (uv_handle_t *)&n->sigterm);
@@ -304,6 +309,8 @@ static void on_signal(uv_signal_t *s, int signum)
     /* with a database, what is queued is committed first (and answered) for up to the store
      * deadline; then lws closes every connection */
     n->stop_deadline_ms = time_now_ms() + n->cf->store_deadline_ms;
+    n->drain_until_ms = time_now_ms() + 500;
+    media_drain(n);
     uv_timer_start(&n->shutdown_poll, on_shutdown_poll, 0, 10);
 }
 
@@ -409,6 +416,7 @@ voice_node *voice_node_new(uv_loop_t *loop, const conf *cf)
     n->vh_voice = n->vh_rpc ? make_vhost(n, "voice", cf->voice_listen, voicews_protocols) : NULL;
     if (!n->vh_rpc || !n->vh_voice) goto fail_handles;
 
+    if (media_start(n) < 0) goto fail_handles;
     uv_signal_start(&n->sigterm, on_signal, SIGTERM);
     uv_signal_start(&n->sigint, on_signal, SIGINT);
     if (cf->db && *cf->db) {
@@ -453,6 +461,7 @@ void voice_node_free(voice_node *n)
         free(v);
     hmap_free(n->rpc_stats);
     hmap_free(n->pending);
+    media_free(n);
     sig_outbox_free(n->outbox);
     sig_core_free(n->core);
     free(n->wbuf);

@@ -5,6 +5,7 @@
  *   events.c   the /events WebSocket (outbox readers)
  *   voicews.c  the voice vhost: /voice WebSocket
  *   durable.c  with a database: group commit of the effects, outage handling, recovery
+ *   media.c    the media workers and the connections' media sessions (rooms, keys, resume)
  * Everything runs on the loop thread.
  */
 #ifndef VOXD_NODE_PRIV_H
@@ -13,6 +14,7 @@
 #include "lib/conf.h"
 #include "lib/hmap.h"
 #include "lib/metrics.h"
+#include "rtp/rtp.h"
 #include "signalling/sig.h"
 #include "store/store.h"
 #include "voice/voice.h"
@@ -94,6 +96,9 @@ typedef struct rpc_stat {
 } rpc_stat;
 
 typedef struct durable durable;
+typedef struct media media;
+typedef struct msess msess;
+typedef struct vw_pss vw_pss;
 
 struct voice_node {
     uv_loop_t *loop;
@@ -123,8 +128,10 @@ struct voice_node {
     size_t wcap;
 
     durable *durable;  /* NULL: in-memory node (no --db) */
+    media *media;      /* the media workers and sessions */
     uint64_t next_seq; /* durable: seq of the next event to number */
     int64_t stop_deadline_ms;
+    int64_t drain_until_ms; /* shutdown: voice WebSockets get their 4015 until then */
 
     /* metrics owned by the node */
     hmap *rpc_stats; /* method name -> rpc_stat */
@@ -165,6 +172,31 @@ bool durable_up(const struct voice_node *n);     /* loaded and the database reac
 bool durable_idle(const struct voice_node *n);   /* nothing waiting to be committed */
 void durable_stats(const struct voice_node *n, durable_stats_t *out);
 void durable_close(struct voice_node *n); /* closes the store; counts in open_handles */
+
+/* ---- media.c ------------------------------------------------------------------------------ */
+int media_start(struct voice_node *n); /* binds and starts the workers; negative errno */
+/* "AES_CM_128_HMAC_SHA1_80" / "AEAD_AES_128_GCM" → *out; -ENOENT for any other name. */
+int media_mode_parse(const char *name, rtp_srtp_profile *out);
+/* Select Protocol: the media session of identified connection `id` (an existing one is ended
+ * with 4011 first), attached to `ws`; sends Session Description, roster and slot table. 0, or
+ * -ENOENT if the connection no longer exists. */
+int media_open(struct voice_node *n, vw_pss *ws, const sig_identity *id, const char *resume_token,
+               rtp_srtp_profile prof, msess **out);
+/* Resume: attaches `ws` to the session (an attached one is ended with 4011), sends Resumed,
+ * the slot table and the roster; fills *id. -ENOENT when nothing matches. */
+int media_resume(struct voice_node *n, vw_pss *ws, const char *conn_id, const char *session_id,
+                 const char *token, msess **out, sig_identity *id);
+void media_ws_closed(struct voice_node *n, msess *s); /* its WebSocket went away: detached */
+void media_conn_touched(struct voice_node *n, const sig_effects *fx); /* after each step */
+void media_drain(struct voice_node *n);                               /* shutdown: 4015 */
+void media_stop(struct voice_node *n); /* stops the workers, closes handles (open_handles) */
+void media_free(struct voice_node *n);
+void media_render_metrics(struct voice_node *n, metrics_buf *b);
+
+/* ---- voicews.c: what media.c may do to a voice WebSocket ------------------------------------ */
+void vw_send_json(vw_pss *p, json_t *msg);            /* queues it (takes the reference) */
+void vw_detach(vw_pss *p);                            /* forget its media session */
+void vw_end(vw_pss *p, int code, const char *reason); /* close after what is queued */
 
 extern const struct lws_protocols http_protocols[];
 extern const struct lws_protocols voicews_protocols[];

@@ -1,15 +1,20 @@
 /*
  * voice/voicews.c — the voice vhost (--voice-listen): the clients' voice WebSocket at /voice,
- * a first version of spec §6 without media (docs/protocol.md has every message and close code).
+ * spec §6 (docs/protocol.md has every message and close code).
  *
  *   node: Hello {"op":8,"d":{"heartbeat_interval":MS}}         on connect
  *   client: Identify {"op":0,"d":{"token":"..."}}  -> sig_grant_redeem()
- *   node: Ready {"op":2,"d":{"connection_id","user_id","session_id"}}   or a close code
+ *   node: Ready {"op":2,"d":{"connection_id","user_id","session_id","resume_token"}}
+ *   client: Select Protocol {"op":1,"d":{"protocol":"srtp","modes":[...]}} -> media_open()
+ *   node: Session Description (op 4), Client Connect (op 12) per participant, Speaking (op 5)
+ *   client: Resume {"op":7,...} instead of Identify -> media_resume() -> Resumed (op 9)
  *   client: Heartbeat {"op":3,"d":nonce} -> node: Heartbeat ACK {"op":6,"d":nonce}
  *
  * A per-connection lws timer closes with 4009 when no heartbeat came for 2x the interval. The
  * send queue is bounded (VW_QMAX messages): a client that floods heartbeats faster than it reads
  * the acks is closed with 4008. Messages above 16 KiB close with 4002 before being buffered whole.
+ * media.c ends a session from outside a callback with vw_end(): the close happens in the next
+ * WRITEABLE, after what is queued.
  */
 #include "voice/node_priv.h"
 
@@ -18,36 +23,44 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <openssl/rand.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define VW_RX_MAX 16384
-#define VW_QMAX   8
+#define VW_QMAX   4096 /* queued messages (a room's roster after Session Description) */
 
-enum { VW_HELLO, VW_READY };
+enum { VW_HELLO, VW_READY, VW_MEDIA };
 
-typedef struct vw_pss {
+struct vw_pss {
     voice_node *n;
     struct lws *wsi;
     http_tx tx; /* plain HTTP on this vhost: 404 */
     bool ws;
     int state;
     sig_identity id;
-    char *q[VW_QMAX];
-    int qhead, qn;
+    char resume_token[32];
+    msess *sess; /* the media session (VW_MEDIA), until media.c detaches it */
+    char **q;    /* ring of queued messages, grown up to VW_QMAX */
+    int qhead, qn, qcap;
+    int end_code; /* vw_end(): close after the queue */
+    char end_reason[124];
     size_t rx_len;
     char *rx; /* VW_RX_MAX, allocated on connect */
-} vw_pss;
+};
 
 static void arm_heartbeat(vw_pss *p)
 {
+    if (p->end_code) return; /* the timer is ending the session */
     lws_set_timer_usecs(p->wsi, (lws_usec_t)p->n->cf->heartbeat_interval_ms * 2 * 1000);
 }
 
 static int vw_close(vw_pss *p, int code, const char *reason)
 {
-    LOGC(code == 4009 ? LOG_INFO : LOG_WARN, "voice", "closing %s: %d %s",
-         p->state == VW_READY ? p->id.connection_id : "(unidentified)", code, reason);
+    LOGC(code == 4009 || code == 4006 || code == 4015 ? LOG_INFO : LOG_WARN, "voice",
+         "closing %s: %d %s", p->state != VW_HELLO ? p->id.connection_id : "(unidentified)", code,
+         reason);
     lws_close_reason(p->wsi, (enum lws_close_status)code, (unsigned char *)reason, strlen(reason));
     return -1;
 }
@@ -59,9 +72,42 @@ static int vw_send(vw_pss *p, char *msg)
         free(msg);
         return -1;
     }
-    p->q[(p->qhead + p->qn++) % VW_QMAX] = msg;
+    if (p->qn == p->qcap) {
+        int cap = p->qcap ? p->qcap * 2 : 16;
+        char **q = xcalloc((size_t)cap, sizeof *q);
+        for (int i = 0; i < p->qn; i++)
+            q[i] = p->q[(p->qhead + i) % p->qcap];
+        free(p->q);
+        p->q = q;
+        p->qcap = cap;
+        p->qhead = 0;
+    }
+    p->q[(p->qhead + p->qn++) % p->qcap] = msg;
     lws_callback_on_writable(p->wsi);
     return 0;
+}
+
+void vw_end(vw_pss *p, int code, const char *reason)
+{
+    if (p->end_code) return;
+    p->end_code = code;
+    snprintf(p->end_reason, sizeof p->end_reason, "%s", reason);
+    /* lws sends our close code only when the close starts in RECEIVE or TIMER (returning -1 from
+     * WRITEABLE drops the socket without a close frame): end in the TIMER callback, once the
+     * queue is written */
+    lws_set_timer_usecs(p->wsi, p->qn ? 20000 : 1);
+}
+
+void vw_send_json(vw_pss *p, json_t *j)
+{
+    char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(j);
+    if (vw_send(p, s) < 0) vw_end(p, 4008, "rate limited: send queue full");
+}
+
+void vw_detach(vw_pss *p)
+{
+    p->sess = NULL;
 }
 
 static int send_json(vw_pss *p, json_t *j)
@@ -106,12 +152,73 @@ static int on_identify(vw_pss *p, json_t *d)
     node_after_step(n);
     if (rc < 0) return redeem_failure(p, rc);
     p->state = VW_READY;
+    unsigned char rnd[16];
+    if (RAND_bytes(rnd, sizeof rnd) != 1) return vw_close(p, 1011, "internal error");
+    b64url_encode(rnd, sizeof rnd, p->resume_token);
     char uid[21];
     LOGC(LOG_INFO, "voice", "identified connection_id=%s user_id=%s room=%s", p->id.connection_id,
          snowflake_fmt(p->id.user_id, uid), p->id.room);
-    return send_json(p, json_pack("{s:i,s:{s:s,s:s,s:s}}", "op", 2, "d", "connection_id",
+    return send_json(p, json_pack("{s:i,s:{s:s,s:s,s:s,s:s}}", "op", 2, "d", "connection_id",
                                   p->id.connection_id, "user_id", uid, "session_id",
-                                  p->id.session_id));
+                                  p->id.session_id, "resume_token", p->resume_token));
+}
+
+static int on_select_protocol(vw_pss *p, json_t *d)
+{
+    const char *proto;
+    json_t *modes;
+    json_error_t e;
+    if (p->state == VW_MEDIA) return vw_close(p, 4005, "already selected a protocol");
+    if (!json_is_object(d) || json_unpack_ex(d, &e, 0, "{s:s}", "protocol", &proto) < 0)
+        return vw_close(p, 4002, "decode error: select protocol needs d.protocol (a string)");
+    if (strcmp(proto, "srtp") != 0) return vw_close(p, 4012, "unknown protocol");
+    if (json_unpack_ex(d, &e, JSON_STRICT, "{s:s,s:o}", "protocol", &proto, "modes", &modes) < 0 ||
+        !json_is_array(modes) || json_array_size(modes) < 1 || json_array_size(modes) > 8)
+        return vw_close(p, 4002,
+                        "decode error: srtp needs d.modes (1 to 8 strings) and nothing else");
+    rtp_srtp_profile prof = 0;
+    size_t i;
+    json_t *m;
+    json_array_foreach(modes, i, m)
+    {
+        if (!json_is_string(m)) return vw_close(p, 4002, "decode error: d.modes holds strings");
+    }
+    json_array_foreach(modes, i, m)
+    {
+        if (media_mode_parse(json_string_value(m), &prof) == 0) break;
+    }
+    if (!prof) return vw_close(p, 4016, "unknown encryption mode");
+    int rc = media_open(p->n, p, &p->id, p->resume_token, prof, &p->sess);
+    if (rc < 0)
+        return vw_close(p, 4006, "session no longer valid: the voice connection was removed");
+    p->state = VW_MEDIA;
+    return 0;
+}
+
+static int on_resume(vw_pss *p, json_t *d)
+{
+    const char *conn, *session, *token;
+    json_error_t e;
+    if (p->state != VW_HELLO) return vw_close(p, 4005, "already identified");
+    if (!d || json_unpack_ex(d, &e, JSON_STRICT, "{s:s,s:s,s:s}", "connection_id", &conn,
+                             "session_id", &session, "resume_token", &token) < 0)
+        return vw_close(p, 4002,
+                        "decode error: resume needs d.connection_id, d.session_id, d.resume_token");
+    if (media_resume(p->n, p, conn, session, token, &p->sess, &p->id) < 0)
+        return vw_close(p, 4006, "session no longer valid: nothing to resume");
+    p->state = VW_MEDIA;
+    LOGC(LOG_INFO, "voice", "resumed connection_id=%s", p->id.connection_id);
+    return 0;
+}
+
+static int on_speaking(vw_pss *p, json_t *d)
+{
+    int speaking;
+    json_error_t e;
+    if (p->state == VW_HELLO) return vw_close(p, 4003, "not authenticated: identify first");
+    if (!d || json_unpack_ex(d, &e, JSON_STRICT, "{s:b}", "speaking", &speaking) < 0)
+        return vw_close(p, 4002, "decode error: speaking needs d.speaking (a boolean)");
+    return 0; /* advisory: the relay goes by the audio level */
 }
 
 static int on_message(vw_pss *p, const char *text, size_t len)
@@ -129,12 +236,22 @@ static int on_message(vw_pss *p, const char *text, size_t len)
     case 0:
         rc = on_identify(p, d);
         break;
+    case 1:
+        rc = p->state == VW_HELLO ? vw_close(p, 4003, "not authenticated: identify first")
+                                  : on_select_protocol(p, d);
+        break;
     case 3:
         arm_heartbeat(p);
         rc = send_json(p, json_pack("{s:i,s:O?}", "op", 6, "d", d));
         break;
+    case 5:
+        rc = on_speaking(p, d);
+        break;
+    case 7:
+        rc = on_resume(p, d);
+        break;
     default:
-        rc = p->state == VW_READY ? vw_close(p, 4001, "unknown opcode")
+        rc = p->state != VW_HELLO ? vw_close(p, 4001, "unknown opcode")
                                   : vw_close(p, 4003, "not authenticated: identify first");
     }
     json_decref(msg);
@@ -158,7 +275,7 @@ static int vw_writeable(vw_pss *p)
     if (!p->qn) return 0;
     char *m = p->q[p->qhead];
     p->q[p->qhead] = NULL;
-    p->qhead = (p->qhead + 1) % VW_QMAX;
+    p->qhead = (p->qhead + 1) % p->qcap;
     p->qn--;
     int rc = node_ws_send(p->n, p->wsi, m, strlen(m));
     free(m);
@@ -170,9 +287,13 @@ static int vw_writeable(vw_pss *p)
 static void vw_free(vw_pss *p)
 {
     if (!p->ws) return;
+    if (p->sess) media_ws_closed(p->n, p->sess);
+    p->sess = NULL;
     for (int i = 0; i < p->qn; i++)
-        free(p->q[(p->qhead + i) % VW_QMAX]);
-    p->qn = 0;
+        free(p->q[(p->qhead + i) % p->qcap]);
+    free(p->q);
+    p->q = NULL;
+    p->qn = p->qcap = 0;
     free(p->rx);
     p->rx = NULL;
     p->ws = false;
@@ -224,6 +345,11 @@ static int voice_callback(struct lws *wsi, enum lws_callback_reasons reason, voi
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return vw_writeable(p);
     case LWS_CALLBACK_TIMER:
+        if (p->end_code && p->qn) { /* vw_end(): let the queue drain first */
+            lws_set_timer_usecs(wsi, 20000);
+            return 0;
+        }
+        if (p->end_code) return vw_close(p, p->end_code, p->end_reason);
         return vw_close(p, 4009, "session timed out: no heartbeat");
     case LWS_CALLBACK_CLOSED:
         if (p) vw_free(p);

@@ -118,14 +118,18 @@ def _():
     expect(isinstance(m, tuple) and m[0] == "close" and m[1] == 4004, "identify without token %r" % (m,))
 
 
-@case("Ready carries exactly connection_id, user_id, session_id of the grant")
+@case("Ready carries exactly connection_id, user_id, session_id of the grant and a resume token")
 def _():
     u = snowflake()
     tok, vs = grant(user=u, session="ready-sess")
     _h, m = identify(tok)
-    expect(isinstance(m, dict) and m.get("op") == 2 and m.get("d") == {
+    d = dict(m.get("d") or {}) if isinstance(m, dict) else {}
+    rt = d.pop("resume_token", None)
+    expect(isinstance(m, dict) and m.get("op") == 2 and d == {
         "connection_id": vs["connection_id"], "user_id": u, "session_id": "ready-sess"},
         "ready %r" % (m,))
+    expect(isinstance(rt, str) and len(rt) == 22 and all(
+        c.isalnum() or c in "-_" for c in rt), "resume_token %r (22 base64url characters)" % (rt,))
 
 
 @case("Heartbeat -> Heartbeat ACK echoing d, before and after Identify")

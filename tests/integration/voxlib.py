@@ -263,6 +263,7 @@ class Voxd:
         os.chmod(ts, 0o600)
         cmd = [self.bin, "--rpc-listen", "127.0.0.1:%d" % self.rpc_port,
                "--voice-listen", "127.0.0.1:%d" % self.voice_port,
+               "--media-port-base", "0",
                "--node-id", self.node_id, "--log-level", os.environ.get("VOXD_LOG_LEVEL", "info")]
         env = dict(os.environ)
         if self.env_secrets:
