@@ -53,6 +53,7 @@
 #define RTP_WORKER_BUF    (RTP_WORKER_MTU + SRTP_MAX_TRAILER_LEN + 16)
 #define RTP_WORKER_OUT    256 /* out datagrams queued before a sendmmsg */
 #define RTP_WORKER_ROUNDS 8   /* recvmmsg batches per readable callback */
+#define RTP_WORKER_NO_LEVEL 50 /* -dBov assumed for a packet without the audio level (D24) */
 
 typedef struct wroom {
     bool used;
@@ -642,7 +643,11 @@ static void stage_rtp(rtp_worker *w, pkt_ctx *c)
         w->st.drop_parse++;
         return;
     }
-    if (rtp_audio_level(&c->rtp, w->cfg.level_ext_id, &c->voice, &c->level) < 0) {
+    int lv = rtp_audio_level(&c->rtp, w->cfg.level_ext_id, &c->voice, &c->level);
+    if (lv == -ENOENT) { /* a sender without the extension is heard, at a modest level (D24) */
+        c->voice = true;
+        c->level = RTP_WORKER_NO_LEVEL;
+    } else if (lv < 0) { /* a malformed element: silence */
         c->voice = false;
         c->level = 127;
     }
