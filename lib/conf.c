@@ -60,6 +60,8 @@ static const opt opts[] = {
     {"region", T_STR, F(region), NOLIM, "local", NULL, "region name"},
     {"dev", T_BOOL, F(dev), NOLIM, "false", NULL,
      "development mode: missing secrets are generated; never in production"},
+    {"web-root", T_STR, F(web_root), NOLIM, "web", NULL,
+     "--dev: folder of the demo page and the JavaScript client"},
     {"log-level", T_LEVEL, F(log_level), NOLIM, "info", NULL, "debug, info, warn, error, off"},
     {"rpc-max-body", T_INT, F(rpc_max_body), 256, 64 << 20, "65536", NULL,
      "largest /rpc request body in bytes (413 above)"},

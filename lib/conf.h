@@ -37,6 +37,7 @@ typedef struct conf {
     char *node_id;
     char *region;
     bool dev;
+    char *web_root;
     char *log_level;
     int64_t rpc_max_body;
     int64_t events_retention;

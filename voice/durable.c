@@ -195,16 +195,7 @@ static store_batch *build(const dbatch *b)
 
 static void send_reply(voice_node *n, dreply *r)
 {
-    struct lws *wsi = hmap_delu(n->pending, r->req);
-    if (!wsi) {
-        free(r->body);
-        r->body = NULL;
-        return; /* its client went away meanwhile */
-    }
-    rpc_pss *h = lws_wsi_user(wsi);
-    h->req_id = 0;
-    node_count_rpc(n, r->method, r->status, (double)(time_mono_ns() - h->t0_ns) / 1e9);
-    http_tx_set(wsi, &h->tx, r->status, "application/json", r->body, r->len, false);
+    node_deliver_reply(n, r->req, r->method, r->status, r->body, r->len);
     r->body = NULL;
 }
 

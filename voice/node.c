@@ -56,17 +56,26 @@ void node_after_step(voice_node *n)
     }
     for (size_t i = 0; i < fx.nreplies; i++) {
         sig_reply *r = &fx.replies[i];
-        struct lws *wsi = hmap_delu(n->pending, r->req);
-        if (!wsi) continue; /* its client went away meanwhile */
-        rpc_pss *h = lws_wsi_user(wsi);
-        h->req_id = 0;
-        node_count_rpc(n, r->method, r->status, (double)(time_mono_ns() - h->t0_ns) / 1e9);
-        http_tx_set(wsi, &h->tx, r->status, "application/json", r->body, r->len, false);
+        node_deliver_reply(n, r->req, r->method, r->status, r->body, r->len);
         r->body = NULL;
     }
     sig_effects_free(&fx);
     if (n->events_emitted && n->ev_head) ev_notify_all(n);
     arm_tick(n);
+}
+
+void node_deliver_reply(voice_node *n, uint64_t req, const char *method, int status, char *body,
+                        size_t len)
+{
+    struct lws *wsi = hmap_delu(n->pending, req);
+    if (!wsi) {
+        if (!devsite_reply(n, req, status, body, len)) free(body); /* its client went away */
+        return;
+    }
+    rpc_pss *h = lws_wsi_user(wsi);
+    h->req_id = 0;
+    node_count_rpc(n, method, status, (double)(time_mono_ns() - h->t0_ns) / 1e9);
+    http_tx_set(wsi, &h->tx, status, "application/json", body, len, false);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -358,6 +367,8 @@ voice_node *voice_node_new(uv_loop_t *loop, const conf *cf)
     n->cf = cf;
     n->start_time_s = (double)time_now_ms() / 1000.0;
     n->pending = hmap_new();
+    n->dev_pending = hmap_new();
+    n->dev_names = hmap_new();
     n->rpc_stats = hmap_new();
     SHA256(cf->rpc_secret, cf->rpc_secret_len, n->rpc_secret_hash);
 
@@ -462,6 +473,7 @@ void voice_node_free(voice_node *n)
     hmap_free(n->rpc_stats);
     hmap_free(n->pending);
     media_free(n);
+    devsite_free(n);
     sig_outbox_free(n->outbox);
     sig_core_free(n->core);
     free(n->wbuf);

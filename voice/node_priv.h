@@ -129,6 +129,8 @@ struct voice_node {
 
     durable *durable;  /* NULL: in-memory node (no --db) */
     media *media;      /* the media workers and sessions */
+    hmap *dev_pending; /* --dev: grant request id -> devsite's request */
+    hmap *dev_names;   /* --dev: user id -> name */
     uint64_t next_seq; /* durable: seq of the next event to number */
     int64_t stop_deadline_ms;
     int64_t drain_until_ms; /* shutdown: voice WebSockets get their 4015 until then */
@@ -144,6 +146,9 @@ struct voice_node {
 /* After every step that can produce effects: takes them, publishes events, routes replies,
  * re-arms the tick timer. */
 void node_after_step(struct voice_node *n);
+/* Routes a reply of the core to whoever asked (an /rpc request, a dev grant); takes `body`. */
+void node_deliver_reply(struct voice_node *n, uint64_t req, const char *method, int status,
+                        char *body, size_t len);
 /* Counts an RPC reply for /metrics. */
 void node_count_rpc(struct voice_node *n, const char *method, int status, double seconds);
 /* Renders /metrics; caller frees buf. */
@@ -192,6 +197,13 @@ void media_drain(struct voice_node *n);                               /* shutdow
 void media_stop(struct voice_node *n); /* stops the workers, closes handles (open_handles) */
 void media_free(struct voice_node *n);
 void media_render_metrics(struct voice_node *n, metrics_buf *b);
+
+/* ---- devsite.c: --dev only: demo page, JS client, grants (false: not a dev path) ----------- */
+bool devsite_http(struct voice_node *n, struct lws *wsi, http_tx *tx, uint64_t *slot,
+                  const char *uri);
+bool devsite_reply(struct voice_node *n, uint64_t req, int status, char *body, size_t len);
+void devsite_cancel(struct voice_node *n, uint64_t *slot); /* its HTTP connection went away */
+void devsite_free(struct voice_node *n);
 
 /* ---- voicews.c: what media.c may do to a voice WebSocket ------------------------------------ */
 void vw_send_json(vw_pss *p, json_t *msg);            /* queues it (takes the reference) */

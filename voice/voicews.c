@@ -36,7 +36,8 @@ enum { VW_HELLO, VW_READY, VW_MEDIA };
 struct vw_pss {
     voice_node *n;
     struct lws *wsi;
-    http_tx tx; /* plain HTTP on this vhost: 404 */
+    http_tx tx;       /* plain HTTP on this vhost: 404, or the --dev site */
+    uint64_t dev_req; /* a dev grant waiting for the core's reply */
     bool ws;
     int state;
     sig_identity id;
@@ -310,6 +311,7 @@ static int voice_callback(struct lws *wsi, enum lws_callback_reasons reason, voi
 
     switch (reason) {
     case LWS_CALLBACK_HTTP:
+        if (devsite_http(n, wsi, &p->tx, &p->dev_req, in ? (const char *)in : "")) return 0;
         http_tx_error(wsi, &p->tx, 404, "NOT_FOUND", "the voice endpoint serves /voice only",
                       false);
         return 0;
@@ -317,7 +319,10 @@ static int voice_callback(struct lws *wsi, enum lws_callback_reasons reason, voi
         return http_tx_write(wsi, &p->tx);
     case LWS_CALLBACK_CLOSED_HTTP:
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
-        if (p && !p->ws) http_tx_clear(&p->tx);
+        if (p && !p->ws) {
+            devsite_cancel(n, &p->dev_req);
+            http_tx_clear(&p->tx);
+        }
         return 0;
 
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
