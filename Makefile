@@ -144,6 +144,9 @@ $(RB_SRTP_OBJ): | $(SRTP_LIB)
 $(BUILD)/tests/bench/relay_gen: $(BUILD)/tests/bench/relay_gen.o $(RB_OBJ) $(BUILD)/libvoxclient.a $(BUILD)/libvoxcore.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(SRTP_LIBS) $(LDLIBS) $(OPUS_LIBS)
 
+$(BUILD)/tests/bench/ceiling_relay: $(BUILD)/tests/bench/ceiling_relay.o
+	$(CC) $(LDFLAGS) -o $@ $^ $(SRTP_LIBS) $(LDLIBS)
+
 # srtp_bench measures Debian's libsrtp2 (NSS): it links neither libvoxcore.a nor our libsrtp
 $(BUILD)/tests/bench/srtp_bench: $(BUILD)/tests/bench/srtp_bench.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs libsrtp2 2>/dev/null)
