@@ -5,8 +5,8 @@
 # One load generator (build/tests/bench/relay_gen) drives, on loopback, in the same run:
 #   worker   voxd's media worker alone (build/tests/bench/worker_relay: rtp_worker, one thread,
 #            static keys) — voxd's relay core until the node's srtp transport lands
-#   voxd     the node itself (--workers 1) through RPC + voice WebSocket, once it has the srtp
-#            transport (detected from `voxd --help`); skipped otherwise
+#   voxd     the node itself (--workers 1) through RPC + voice WebSocket: not run yet —
+#            relay_gen's voxd setup (tests/bench/relay/gen_voxd.c) is still a stub
 #   ceiling  the simplest batched SRTP relay (build/tests/bench/ceiling_relay)
 #   rtpengine  Debian's rtpengine 10.5, userspace (--table=-1), one worker thread, SDES keys
 #            generated per leg so it decrypts and re-encrypts (1:1 calls only: it has no rooms)
@@ -64,7 +64,8 @@ if ! ./scripts/install-bench-deps.sh >"$TMP/install.log" 2>&1 || ! command -v rt
     HAVE_RTPENGINE=0
 fi
 HAVE_VOXD_MEDIA=0
-if [ -x "$VOXD" ] && "$VOXD" --help 2>&1 | grep -q -- '--media-port-base'; then HAVE_VOXD_MEDIA=1; fi
+VOXD_HELP=$("$VOXD" --help 2>&1 || true)
+case $VOXD_HELP in *--media-port-base*) HAVE_VOXD_MEDIA=1 ;; esac
 
 # start_static BIN N R: a static-topology relay; sets RELAY_PID, RELAY_PORT, RSS_BASE
 start_static() {
@@ -145,7 +146,11 @@ echo "   extensions), ${SECS}s window after ${WARMUP}s warm-up, $RUNS run(s) per
 echo "   machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -n1); generator and relay share them"
 [ "$HAVE_RTPENGINE" = 1 ] && echo "   rtpengine: $(rtpengine --version 2>&1 | head -n1)" ||
     echo "   rtpengine: not available (scripts/install-bench-deps.sh failed: see its output); its rows are skipped"
-[ "$HAVE_VOXD_MEDIA" = 1 ] || echo "   voxd: this build has no srtp transport yet; 'worker' rows are voxd's relay core (rtp_worker)"
+if [ "$HAVE_VOXD_MEDIA" = 1 ]; then
+    echo "   voxd: has the srtp transport, but relay_gen's voxd setup is not written yet; 'worker' rows are voxd's relay core (rtp_worker)"
+else
+    echo "   voxd: this build has no srtp transport; 'worker' rows are voxd's relay core (rtp_worker)"
+fi
 : >"$TMP/rows"
 
 cell a worker "$PARTS" 2 2
