@@ -133,6 +133,20 @@ fuzz: deps deps-srtp
 $(BUILD)/tests/bench/%: $(BUILD)/tests/bench/%.o $(BUILD)/libvoxcore.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(SRTP_LIBS) $(LDLIBS)
 
+# relay benchmark (docs/media.md "Relay benchmark"): relay_gen is relay_gen.c plus its setup
+# modules in tests/bench/relay/ (a subfolder, so they are not bench binaries of their own) and
+# links libvoxclient (Opus); it and ceiling_relay include <srtp2/srtp.h> (our OpenSSL build).
+RB_OBJ     := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/bench/relay/*.c))
+RB_SRTP_OBJ := $(BUILD)/tests/bench/relay_gen.o $(BUILD)/tests/bench/ceiling_relay.o $(RB_OBJ)
+$(RB_SRTP_OBJ): private CFLAGS := $(SRTP_CFLAGS) $(CFLAGS)
+$(RB_SRTP_OBJ): | $(SRTP_LIB)
+
+$(BUILD)/tests/bench/relay_gen: $(BUILD)/tests/bench/relay_gen.o $(RB_OBJ) $(BUILD)/libvoxclient.a $(BUILD)/libvoxcore.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(SRTP_LIBS) $(LDLIBS) $(OPUS_LIBS)
+
+$(BUILD)/tests/bench/ceiling_relay: $(BUILD)/tests/bench/ceiling_relay.o
+	$(CC) $(LDFLAGS) -o $@ $^ $(SRTP_LIBS) $(LDLIBS)
+
 # srtp_bench measures Debian's libsrtp2 (NSS): it links neither libvoxcore.a nor our libsrtp
 $(BUILD)/tests/bench/srtp_bench: $(BUILD)/tests/bench/srtp_bench.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs libsrtp2 2>/dev/null)

@@ -6,7 +6,8 @@
 # few concurrencies for a few seconds each, prints the table and the node's CPU time per run
 # (from /proc/PID/stat), then stops voxd by its PID. Then the durable signalling benchmark
 # (scripts/bench_pg.sh: voxd --db vs pgbench on a throwaway fsync-on cluster, DURATION_PG seconds
-# per row; BENCH_PG=0 skips it). Bounded: under 3 minutes with the defaults.
+# per row; BENCH_PG=0 skips it). Then the relay benchmark (scripts/bench-relay.sh; BENCH_RELAY=0
+# skips it). Bounded: under 6 minutes with the defaults.
 #
 #   BUILD=build DURATION=3 CONCURRENCY="1 8 32" CONNS=1000 DURATION_PG=10 ./scripts/bench.sh
 set -euo pipefail
@@ -118,4 +119,10 @@ echo "voxd exit code after SIGTERM: $code"
 if [ "${BENCH_PG:-1}" != 0 ]; then
     BUILD="$BUILD" CONCURRENCY="$CONCURRENCY" CONNS="$CONNS" INMEM_FILE="$TMP/inmem.txt" \
         ./scripts/bench_pg.sh
+fi
+
+# Relay benchmark (scripts/bench-relay.sh: voxd's media worker, the ceiling relay and rtpengine
+# driven by relay_gen on loopback; BENCH_RELAY=0 skips it). About 2–3 minutes with the defaults.
+if [ "${BENCH_RELAY:-1}" != 0 ]; then
+    BUILD="$BUILD" ./scripts/bench-relay.sh
 fi
