@@ -19,6 +19,7 @@
  * nothing; an RTP packet goes at most to the two others, never back to its sender; every datagram
  * the worker sent arrives, unprotects with the listener's key, carries one of the listener's slot
  * SSRCs and, for an RTP record, exactly the sender's bytes after the (same-length) header.
+ * -DFUZZ_SRTP_DEBUG prints the worker's counters at exit (what a corpus reaches).
  */
 #include "rtp/rtp.h"
 
