@@ -89,7 +89,8 @@ $(BUILD)/%.o: %.c
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 # objects that include <srtp2/srtp.h>: our headers first, and the library built before them
-SRTP_OBJ := $(BUILD)/rtp/rtp_worker.o $(BUILD)/tests/unit/rtp/test_worker.o
+SRTP_OBJ := $(BUILD)/rtp/rtp_worker.o $(BUILD)/tests/unit/rtp/test_worker.o \
+            $(BUILD)/tests/fuzz/fuzz_srtp.o
 $(SRTP_OBJ): private CFLAGS := $(SRTP_CFLAGS) $(CFLAGS)
 $(SRTP_OBJ): | $(SRTP_LIB)
 

@@ -412,6 +412,20 @@ int rtp_worker_stop_and_free(rtp_worker *w);
 /* The bound UDP port. */
 uint16_t rtp_worker_port(const rtp_worker *w);
 
+/* Tests and fuzzers only: runs one datagram `buf[0, len)` through the packet path synchronously,
+ * on the calling thread, as if the worker's socket had received it from `from`. Valid only on a
+ * worker that was never started (-EBUSY otherwise): the caller then plays the worker's thread.
+ * In order: the queued commands are applied (their EV_DONE events queued, so a harness creates
+ * rooms and participants with the ordinary command functions), the datagram is copied into the
+ * receive buffer (over 1,500 bytes it counts as drop_oversize, as a truncated recvmmsg would)
+ * and goes through demux → SRTP unprotect → parse → room → slot rewrite → SRTP protect; what it
+ * produces is sent at once with sendmmsg on the worker's socket to the latched destinations, and
+ * slot changes become EV_SPEAKING events. The worker's clock (its loop's uv_now) does not move
+ * between injections, so a sequence of injections is deterministic. 0, -EBUSY or -EINVAL (NULL
+ * from, from_len larger than a sockaddr_storage). */
+int rtp_worker_inject(rtp_worker *w, const uint8_t *buf, size_t len, const struct sockaddr *from,
+                      socklen_t from_len);
+
 /* Commands: queued for the worker, applied in order. 0 when queued, -EAGAIN when the queue is
  * full, -EINVAL for arguments checked here. Their outcome is an RTP_WORKER_EV_DONE event with the
  * command's kind, its id (room id, or participant handle) and err (0 or a negative errno:

@@ -34,6 +34,10 @@
  * Commands and events: two bounded rings, each under its own mutex (commands and events are rare;
  * the packet path never touches them except to queue EV_LATCHED). Stop is a command too: the
  * worker closes its handles and its loop ends; the thread then checks uv_loop_close() == 0.
+ *
+ * Tests and fuzzers: rtp_worker_inject() runs the readable callback's work (commands, one datagram
+ * through stage_demux and on, the send, the slot changes) on the caller's thread, for a worker
+ * whose thread was never started (tests/fuzz/fuzz_srtp.c).
  */
 #include "rtp/rtp.h"
 
@@ -463,9 +467,9 @@ static void worker_close(rtp_worker *w)
     uv_close((uv_handle_t *)&w->timer, on_closed);
 }
 
-static void on_async(uv_async_t *a)
+/* Applies the queued commands in order; false when one of them was the stop. */
+static bool apply_cmds(rtp_worker *w)
 {
-    rtp_worker *w = a->data;
     cmd c;
     while (ring_pop(&w->cmds, &c)) {
         int rc = 0;
@@ -500,13 +504,19 @@ static void on_async(uv_async_t *a)
         }
         case RTP_WORKER_CMD_STOP_:
             worker_close(w);
-            return;
+            return false;
         }
         explicit_bzero(&c.p, sizeof c.p); /* libsrtp keeps its own copy of the keys */
         rtp_worker_event ev = {.kind = RTP_WORKER_EV_DONE, .cmd = c.kind, .id = id, .err = rc};
         emit(w, &ev);
     }
-    drain_changes(w);
+    return true;
+}
+
+static void on_async(uv_async_t *a)
+{
+    rtp_worker *w = a->data;
+    if (apply_cmds(w)) drain_changes(w);
 }
 
 /* ---- packet path (worker thread) ------------------------------------------------------------ */
@@ -663,6 +673,21 @@ static void stage_rtp(rtp_worker *w, pkt_ctx *c)
         stage_forward(w, c, &w->dests[i]);
 }
 
+static void stage_demux(rtp_worker *w, pkt_ctx *c)
+{
+    switch (rtp_demux(c->buf, (size_t)c->len)) {
+    case RTP_KIND_RTP:
+        stage_rtp(w, c);
+        break;
+    case RTP_KIND_RTCP:
+        stage_rtcp(w, c);
+        break;
+    default:
+        w->st.drop_not_rtp++;
+        break;
+    }
+}
+
 static void on_readable(uv_poll_t *h, int status, int events)
 {
     rtp_worker *w = h->data;
@@ -688,17 +713,7 @@ static void on_readable(uv_poll_t *h, int status, int events)
                 w->st.drop_oversize++; /* larger than the MTU: not ours */
                 continue;
             }
-            switch (rtp_demux(c.buf, (size_t)c.len)) {
-            case RTP_KIND_RTP:
-                stage_rtp(w, &c);
-                break;
-            case RTP_KIND_RTCP:
-                stage_rtcp(w, &c);
-                break;
-            default:
-                w->st.drop_not_rtp++;
-                break;
-            }
+            stage_demux(w, &c);
         }
         tx_flush(w);
         if (n < RTP_WORKER_BATCH) break;
@@ -851,6 +866,33 @@ int rtp_worker_new(const rtp_worker_config *cfg, rtp_worker **out)
 fail:
     worker_free_mem(w);
     return rc;
+}
+
+/* The readable callback's work for one datagram, on the caller's thread: the worker's thread is
+ * never started, so the caller plays it (commands, the packet path, slot changes, events). The
+ * datagram is copied into the first receive buffer as recvmmsg would have read it (truncated to
+ * the MTU and flagged oversize past it). */
+int rtp_worker_inject(rtp_worker *w, const uint8_t *buf, size_t len, const struct sockaddr *from,
+                      socklen_t from_len)
+{
+    if (w->started) return -EBUSY;
+    if ((!buf && len) || !from || from_len > (socklen_t)sizeof w->rx_addr[0]) return -EINVAL;
+    apply_cmds(w); /* no stop is ever queued on a worker that was not started */
+    size_t n = len < RTP_WORKER_MTU ? len : RTP_WORKER_MTU;
+    if (n) memcpy(w->rx_buf[0], buf, n);
+    memcpy(&w->rx_addr[0], from, from_len);
+    pkt_ctx c = {.buf = w->rx_buf[0], .len = (int)n, .from = &w->rx_addr[0], .from_len = from_len};
+    w->rx_t0_ns = uv_hrtime();
+    w->st.rx_batches++;
+    w->st.rx_datagrams++;
+    w->st.rx_bytes += n;
+    if (len > RTP_WORKER_MTU)
+        w->st.drop_oversize++;
+    else
+        stage_demux(w, &c);
+    tx_flush(w);
+    drain_changes(w);
+    return 0;
 }
 
 uint16_t rtp_worker_port(const rtp_worker *w)

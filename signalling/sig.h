@@ -25,6 +25,8 @@
 
 #include <jansson.h>
 
+#include "rtp/rtp.h"
+
 #define SIG_NEVER INT64_MAX
 
 typedef struct sig_core sig_core;
@@ -114,6 +116,58 @@ int sig_conn_get(const sig_core *c, const char *connection_id, sig_conn_view *ou
 /* The connection's transport has been dead for the reap time (spec §2 "no ghosts" (b)): removes
  * it with one leave broadcast and counts a transport reap. 0 or -ENOENT. A step. */
 int sig_conn_reap_transport(sig_core *c, const char *connection_id, int64_t now_ms);
+
+/* ---- voice WebSocket messages (docs/protocol.md) ---------------------------------------------
+ * Decodes and validates one client text message of the voice WebSocket for a connection in
+ * `state`, without acting on it: the node does the actions (redeem the token, open or resume the
+ * media session, acknowledge). Pure: no I/O, no core needed. The rules, in order:
+ *   - over SIG_VMSG_MAX bytes, not JSON, not exactly {"op": int, "d"?: any} (duplicate keys
+ *     refused): 4002;
+ *   - op 3 Heartbeat: accepted in every state (`heartbeat_d`, NULL when d is absent);
+ *   - op 0 Identify: 4005 once identified (READY or MEDIA); d must be exactly {"token": string},
+ *     else 4004;
+ *   - op 7 Resume: 4005 once identified; d must be exactly {"connection_id", "session_id",
+ *     "resume_token"} (strings), else 4002;
+ *   - op 1 Select Protocol, op 5 Speaking, any other op: 4003 before Identify (HELLO);
+ *   - op 1: 4005 in MEDIA (a protocol was selected); d.protocol must be a string (4002), "srtp"
+ *     (4012); d must be exactly {"protocol", "modes"} with 1–8 strings in modes (4002); `mode` is
+ *     the first supported one in the client's order, none: 4016;
+ *   - op 5: d must be exactly {"speaking": bool} (4002);
+ *   - any other op: 4001.
+ * Returns 0 with out->op and that op's fields set, or -EPROTO with out->close_code and
+ * out->close_reason (a static string, the close frame's reason) set. Strings and heartbeat_d
+ * borrow from the parsed message owned by *out: release it with sig_vmsg_clear() in both cases. */
+#define SIG_VMSG_MAX 16384
+
+typedef enum sig_vstate {
+    SIG_VSTATE_HELLO, /* connected, not identified */
+    SIG_VSTATE_READY, /* identified (Ready sent), no protocol selected */
+    SIG_VSTATE_MEDIA, /* a media session: selected a protocol, or resumed */
+} sig_vstate;
+
+typedef enum sig_vop {
+    SIG_VOP_IDENTIFY = 0,
+    SIG_VOP_SELECT_PROTOCOL = 1,
+    SIG_VOP_HEARTBEAT = 3,
+    SIG_VOP_SPEAKING = 5,
+    SIG_VOP_RESUME = 7,
+} sig_vop;
+
+typedef struct sig_vmsg {
+    sig_vop op;
+    int close_code;           /* refused: the WebSocket close code (4001 …), else 0 */
+    const char *close_reason; /* refused: static reason text, else NULL */
+    const char *token;        /* Identify */
+    const char *protocol;     /* Select Protocol: "srtp" */
+    rtp_srtp_profile mode;    /* Select Protocol: the chosen encryption mode */
+    const char *connection_id, *session_id, *resume_token; /* Resume */
+    bool speaking;                                         /* Speaking */
+    json_t *heartbeat_d; /* Heartbeat: d (borrowed), NULL when absent */
+    json_t *root;        /* owned: the parsed message */
+} sig_vmsg;
+
+int sig_vmsg_decode(const char *text, size_t len, sig_vstate state, sig_vmsg *out);
+void sig_vmsg_clear(sig_vmsg *m); /* releases the parsed message; NULL and cleared are fine */
 
 /* ---- effects ----------------------------------------------------------------------------------
  */

@@ -111,17 +111,6 @@ static const char *mode_name(rtp_srtp_profile p)
     return p == RTP_SRTP_AEAD_AES_128_GCM ? "AEAD_AES_128_GCM" : "AES_CM_128_HMAC_SHA1_80";
 }
 
-int media_mode_parse(const char *name, rtp_srtp_profile *out)
-{
-    if (strcmp(name, "AES_CM_128_HMAC_SHA1_80") == 0)
-        *out = RTP_SRTP_AES_CM_128_HMAC_SHA1_80;
-    else if (strcmp(name, "AEAD_AES_128_GCM") == 0)
-        *out = RTP_SRTP_AEAD_AES_128_GCM;
-    else
-        return -ENOENT;
-    return 0;
-}
-
 static json_t *b64_key(const rtp_srtp_key *k)
 {
     char out[64];
@@ -312,14 +301,13 @@ static json_t *description(media *m, const msess *s)
 {
     json_t *slots = json_array();
     for (unsigned i = 0; i < s->n_slots; i++)
-        json_array_append_new(slots, json_pack("{s:i,s:I}", "slot", (int)i, "ssrc",
-                                               (json_int_t)s->slots[i].ssrc));
+        json_array_append_new(
+            slots, json_pack("{s:i,s:I}", "slot", (int)i, "ssrc", (json_int_t)s->slots[i].ssrc));
     return json_pack("{s:s,s:s,s:s,s:i,s:I,s:i,s:i,s:o,s:o,s:o}", "protocol", "srtp", "mode",
                      mode_name(s->in.profile), "address", m->n->cf->media_addr, "port",
-                     (int)m->workers[s->worker].port, "ssrc", (json_int_t)s->ssrc,
-                     "payload_type", MEDIA_PAYLOAD_TYPE, "audio_level_ext_id",
-                     MEDIA_LEVEL_EXT_ID, "send_key", b64_key(&s->in), "recv_key",
-                     b64_key(&s->out), "slots", slots);
+                     (int)m->workers[s->worker].port, "ssrc", (json_int_t)s->ssrc, "payload_type",
+                     MEDIA_PAYLOAD_TYPE, "audio_level_ext_id", MEDIA_LEVEL_EXT_ID, "send_key",
+                     b64_key(&s->in), "recv_key", b64_key(&s->out), "slots", slots);
 }
 
 static json_t *speaking_json(media *m, const msess *s, unsigned slot)
@@ -415,8 +403,8 @@ void media_ws_closed(voice_node *n, msess *s)
     s->ws = NULL;
     s->detached_at = (time_mono_ns() / 1000000);
     detached_link(m, s);
-    LOGC(LOG_INFO, "media", "connection %s detached: reaped in %lld ms unless resumed",
-         s->conn_id, (long long)n->cf->transport_reap_ms);
+    LOGC(LOG_INFO, "media", "connection %s detached: reaped in %lld ms unless resumed", s->conn_id,
+         (long long)n->cf->transport_reap_ms);
 }
 
 int media_resume(voice_node *n, vw_pss *ws, const char *conn_id, const char *session_id,
@@ -477,8 +465,7 @@ static void conn_touched(media *m, const char *conn_id)
         s->room = to;
         fill_participant(s, &p);
         if (to->worker == old_worker) {
-            if (rtp_worker_move_participant(m->workers[old_worker].w, &p) < 0)
-                m->worker_errors++;
+            if (rtp_worker_move_participant(m->workers[old_worker].w, &p) < 0) m->worker_errors++;
         } else {
             worker_remove(m, s);
             worker_add(m, s);
@@ -493,8 +480,7 @@ static void conn_touched(media *m, const char *conn_id)
     }
     if (flags != s->flags) {
         s->flags = flags;
-        if (rtp_worker_set_flags(m->workers[s->worker].w, s->handle, flags) < 0)
-            m->worker_errors++;
+        if (rtp_worker_set_flags(m->workers[s->worker].w, s->handle, flags) < 0) m->worker_errors++;
     }
 }
 
@@ -612,8 +598,8 @@ int media_start(voice_node *n)
         int rc = rtp_worker_new(&wc, &mw->w);
         if (rc == 0) rc = rtp_worker_start(mw->w);
         if (rc < 0) {
-            LOG(LOG_ERROR, "media worker %d: cannot start on %s:%u: %s", i, cf->media_addr,
-                wc.port, strerror(-rc));
+            LOG(LOG_ERROR, "media worker %d: cannot start on %s:%u: %s", i, cf->media_addr, wc.port,
+                strerror(-rc));
             return rc;
         }
         mw->port = rtp_worker_port(mw->w);

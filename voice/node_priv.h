@@ -180,8 +180,6 @@ void durable_close(struct voice_node *n); /* closes the store; counts in open_ha
 
 /* ---- media.c ------------------------------------------------------------------------------ */
 int media_start(struct voice_node *n); /* binds and starts the workers; negative errno */
-/* "AES_CM_128_HMAC_SHA1_80" / "AEAD_AES_128_GCM" → *out; -ENOENT for any other name. */
-int media_mode_parse(const char *name, rtp_srtp_profile *out);
 /* Select Protocol: the media session of identified connection `id` (an existing one is ended
  * with 4011 first), attached to `ws`; sends Session Description, roster and slot table. 0, or
  * -ENOENT if the connection no longer exists. */

@@ -13,6 +13,8 @@
  * A per-connection lws timer closes with 4009 when no heartbeat came for 2x the interval. The
  * send queue is bounded (VW_QMAX messages): a client that floods heartbeats faster than it reads
  * the acks is closed with 4008. Messages above 16 KiB close with 4002 before being buffered whole.
+ * A complete message is decoded and validated by sig_vmsg_decode() (signalling/, pure, fuzzed);
+ * this file only acts on the result or closes with the code it gives.
  * media.c ends a session from outside a callback with vw_end(): the close happens in the next
  * WRITEABLE, after what is queued.
  */
@@ -28,7 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define VW_RX_MAX 16384
+#define VW_RX_MAX SIG_VMSG_MAX
 #define VW_QMAX   4096 /* queued messages (a room's roster after Session Description) */
 
 enum { VW_HELLO, VW_READY, VW_MEDIA };
@@ -141,15 +143,11 @@ static int redeem_failure(vw_pss *p, int rc)
     }
 }
 
-static int on_identify(vw_pss *p, json_t *d)
+/* The message was decoded and validated by sig_vmsg_decode(): from here on, only actions. */
+static int on_identify(vw_pss *p, const sig_vmsg *m)
 {
     voice_node *n = p->n;
-    const char *token;
-    json_error_t e;
-    if (p->state == VW_READY) return vw_close(p, 4005, "already identified");
-    if (!d || json_unpack_ex(d, &e, JSON_STRICT, "{s:s}", "token", &token) < 0)
-        return vw_close(p, 4004, "authentication failed: identify needs d.token (a string)");
-    int rc = sig_grant_redeem(n->core, token, time_now_ms(), &p->id);
+    int rc = sig_grant_redeem(n->core, m->token, time_now_ms(), &p->id);
     node_after_step(n);
     if (rc < 0) return redeem_failure(p, rc);
     p->state = VW_READY;
@@ -164,98 +162,60 @@ static int on_identify(vw_pss *p, json_t *d)
                                   p->id.session_id, "resume_token", p->resume_token));
 }
 
-static int on_select_protocol(vw_pss *p, json_t *d)
+static int on_select_protocol(vw_pss *p, const sig_vmsg *m)
 {
-    const char *proto;
-    json_t *modes;
-    json_error_t e;
-    if (p->state == VW_MEDIA) return vw_close(p, 4005, "already selected a protocol");
-    if (!json_is_object(d) || json_unpack_ex(d, &e, 0, "{s:s}", "protocol", &proto) < 0)
-        return vw_close(p, 4002, "decode error: select protocol needs d.protocol (a string)");
-    if (strcmp(proto, "srtp") != 0) return vw_close(p, 4012, "unknown protocol");
-    if (json_unpack_ex(d, &e, JSON_STRICT, "{s:s,s:o}", "protocol", &proto, "modes", &modes) < 0 ||
-        !json_is_array(modes) || json_array_size(modes) < 1 || json_array_size(modes) > 8)
-        return vw_close(p, 4002,
-                        "decode error: srtp needs d.modes (1 to 8 strings) and nothing else");
-    rtp_srtp_profile prof = 0;
-    size_t i;
-    json_t *m;
-    json_array_foreach(modes, i, m)
-    {
-        if (!json_is_string(m)) return vw_close(p, 4002, "decode error: d.modes holds strings");
-    }
-    json_array_foreach(modes, i, m)
-    {
-        if (media_mode_parse(json_string_value(m), &prof) == 0) break;
-    }
-    if (!prof) return vw_close(p, 4016, "unknown encryption mode");
-    int rc = media_open(p->n, p, &p->id, p->resume_token, prof, &p->sess);
+    int rc = media_open(p->n, p, &p->id, p->resume_token, m->mode, &p->sess);
     if (rc < 0)
         return vw_close(p, 4006, "session no longer valid: the voice connection was removed");
     p->state = VW_MEDIA;
     return 0;
 }
 
-static int on_resume(vw_pss *p, json_t *d)
+static int on_resume(vw_pss *p, const sig_vmsg *m)
 {
-    const char *conn, *session, *token;
-    json_error_t e;
-    if (p->state != VW_HELLO) return vw_close(p, 4005, "already identified");
-    if (!d || json_unpack_ex(d, &e, JSON_STRICT, "{s:s,s:s,s:s}", "connection_id", &conn,
-                             "session_id", &session, "resume_token", &token) < 0)
-        return vw_close(p, 4002,
-                        "decode error: resume needs d.connection_id, d.session_id, d.resume_token");
-    if (media_resume(p->n, p, conn, session, token, &p->sess, &p->id) < 0)
+    if (media_resume(p->n, p, m->connection_id, m->session_id, m->resume_token, &p->sess, &p->id) <
+        0)
         return vw_close(p, 4006, "session no longer valid: nothing to resume");
     p->state = VW_MEDIA;
     LOGC(LOG_INFO, "voice", "resumed connection_id=%s", p->id.connection_id);
     return 0;
 }
 
-static int on_speaking(vw_pss *p, json_t *d)
-{
-    int speaking;
-    json_error_t e;
-    if (p->state == VW_HELLO) return vw_close(p, 4003, "not authenticated: identify first");
-    if (!d || json_unpack_ex(d, &e, JSON_STRICT, "{s:b}", "speaking", &speaking) < 0)
-        return vw_close(p, 4002, "decode error: speaking needs d.speaking (a boolean)");
-    return 0; /* advisory: the relay goes by the audio level */
-}
+static const sig_vstate vw_vstate[] = {
+    [VW_HELLO] = SIG_VSTATE_HELLO,
+    [VW_READY] = SIG_VSTATE_READY,
+    [VW_MEDIA] = SIG_VSTATE_MEDIA,
+};
 
 static int on_message(vw_pss *p, const char *text, size_t len)
 {
-    json_error_t e;
-    json_t *msg = json_loadb(text, len, JSON_REJECT_DUPLICATES, &e);
-    json_int_t op;
-    json_t *d = NULL;
+    sig_vmsg m;
     int rc;
-    if (!msg || json_unpack_ex(msg, &e, JSON_STRICT, "{s:I,s?o}", "op", &op, "d", &d) < 0) {
-        json_decref(msg);
-        return vw_close(p, 4002, "decode error: expected {\"op\": int, \"d\": ...}");
+    if (sig_vmsg_decode(text, len, vw_vstate[p->state], &m) < 0) {
+        rc = vw_close(p, m.close_code, m.close_reason);
+        sig_vmsg_clear(&m);
+        return rc;
     }
-    switch (op) {
-    case 0:
-        rc = on_identify(p, d);
+    switch (m.op) {
+    case SIG_VOP_IDENTIFY:
+        rc = on_identify(p, &m);
         break;
-    case 1:
-        rc = p->state == VW_HELLO ? vw_close(p, 4003, "not authenticated: identify first")
-                                  : on_select_protocol(p, d);
+    case SIG_VOP_SELECT_PROTOCOL:
+        rc = on_select_protocol(p, &m);
         break;
-    case 3:
+    case SIG_VOP_HEARTBEAT:
         arm_heartbeat(p);
-        rc = send_json(p, json_pack("{s:i,s:O?}", "op", 6, "d", d));
+        rc = send_json(p, json_pack("{s:i,s:O?}", "op", 6, "d", m.heartbeat_d));
         break;
-    case 5:
-        rc = on_speaking(p, d);
+    case SIG_VOP_RESUME:
+        rc = on_resume(p, &m);
         break;
-    case 7:
-        rc = on_resume(p, d);
-        break;
+    case SIG_VOP_SPEAKING:
     default:
-        rc = p->state != VW_HELLO ? vw_close(p, 4001, "unknown opcode")
-                                  : vw_close(p, 4003, "not authenticated: identify first");
+        rc = 0; /* advisory: the relay goes by the audio level */
+        break;
     }
-    json_decref(msg);
+    sig_vmsg_clear(&m);
     return rc;
 }
 

@@ -226,10 +226,9 @@ static void send_raw(const client *c, const void *buf, size_t n)
     sendto(c->fd, buf, n, 0, (const struct sockaddr *)&worker_addr, sizeof worker_addr);
 }
 
-/* an Opus-like packet carrying (handle, idx), loud, protected; corrupt: flip a tag bit */
-static void client_send(client *c, uint8_t idx, bool corrupt)
+/* an Opus-like packet carrying (handle, idx), loud, protected into buf (256 bytes); its length */
+static int client_packet(client *c, uint8_t idx, uint8_t *buf)
 {
-    uint8_t buf[256];
     rtp_hdr_params h = {.pt = 111,
                         .seq = c->seq++,
                         .ts = c->ts,
@@ -238,26 +237,45 @@ static void client_send(client *c, uint8_t idx, bool corrupt)
                         .voice = true,
                         .level = 10};
     c->ts += 960;
-    int n = rtp_write_hdr(buf, sizeof buf, &h);
+    int n = rtp_write_hdr(buf, 256, &h);
     memset(buf + n, 0x55, 40);
     buf[n] = (uint8_t)c->handle;
     buf[n + 1] = idx;
     int len = n + 40;
     srtp_protect(c->tx, buf, &len);
+    return len;
+}
+
+/* client_packet() sent to the worker; corrupt: flip a tag bit */
+static void client_send(client *c, uint8_t idx, bool corrupt)
+{
+    uint8_t buf[256];
+    int len = client_packet(c, idx, buf);
     if (corrupt) buf[len - 1] ^= 1;
     send_raw(c, buf, (size_t)len);
 }
 
-/* an RR from the client: liveness, and its first authenticated packet */
-static void client_send_rtcp(client *c)
+/* an RR from the client, protected into buf (64 bytes); its length */
+static int client_rtcp(client *c, uint8_t *buf)
 {
-    uint8_t buf[64] = {0x80, 201, 0, 1};
+    memset(buf, 0, 64);
+    buf[0] = 0x80;
+    buf[1] = 201;
+    buf[3] = 1;
     buf[4] = (uint8_t)(c->ssrc >> 24);
     buf[5] = (uint8_t)(c->ssrc >> 16);
     buf[6] = (uint8_t)(c->ssrc >> 8);
     buf[7] = (uint8_t)c->ssrc;
     int len = 8;
     srtp_protect_rtcp(c->tx, buf, &len);
+    return len;
+}
+
+/* an RR from the client: liveness, and its first authenticated packet */
+static void client_send_rtcp(client *c)
+{
+    uint8_t buf[64];
+    int len = client_rtcp(c, buf);
     send_raw(c, buf, (size_t)len);
 }
 
@@ -568,6 +586,73 @@ TEST(lifecycle)
     CHECK_EQ_INT(rtp_worker_stop_and_free(NULL), 0);
 }
 
+/* rtp_worker_inject: the packet path on the caller's thread, for a worker never started */
+static int inject_from(rtp_worker *w, const client *c, const uint8_t *buf, int len)
+{
+    struct sockaddr_in from = {.sin_family = AF_INET,
+                               .sin_port = htons(c->port),
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    return rtp_worker_inject(w, buf, (size_t)len, (const struct sockaddr *)&from, sizeof from);
+}
+
+TEST(inject_without_thread)
+{
+    rtp_worker_config cfg = {
+        .address = "127.0.0.1", .max_rooms = 1, .max_participants = 4, .level_ext_id = LEVEL_ID};
+    rtp_worker *w = NULL;
+    CHECK_EQ_INT(rtp_worker_new(&cfg, &w), 0);
+    client a, b;
+    rtp_room_config rc = {.max_participants = 4, .n_slots = N_SLOTS};
+    CHECK_EQ_INT(rtp_worker_create_room(w, 1, &rc), 0);
+    CHECK_EQ_INT(client_open(&a, 1, 1, 0, RTP_SRTP_AES_CM_128_HMAC_SHA1_80), 0);
+    CHECK_EQ_INT(client_open(&b, 1, 2, 0, RTP_SRTP_AEAD_AES_128_GCM), 0);
+    CHECK_EQ_INT(rtp_worker_add_participant(w, &a.p), 0);
+    CHECK_EQ_INT(rtp_worker_add_participant(w, &b.p), 0);
+    /* the first injection applies the three commands, then latches a; the next latches b */
+    uint8_t buf[256];
+    int len = client_rtcp(&a, buf);
+    CHECK_EQ_INT(inject_from(w, &a, buf, len), 0);
+    len = client_rtcp(&b, buf);
+    CHECK_EQ_INT(inject_from(w, &b, buf, len), 0);
+    rtp_worker_event ev[16];
+    size_t n = rtp_worker_events(w, ev, 16), done = 0, latched = 0;
+    for (size_t i = 0; i < n; i++) {
+        done += ev[i].kind == RTP_WORKER_EV_DONE && ev[i].err == 0;
+        latched += ev[i].kind == RTP_WORKER_EV_LATCHED;
+    }
+    CHECK_EQ_INT(done, 3);
+    CHECK_EQ_INT(latched, 2);
+    /* a talks: b hears it on its first slot, sent before inject returned */
+    len = client_packet(&a, 9, buf);
+    CHECK_EQ_INT(inject_from(w, &a, buf, len), 0);
+    got g;
+    CHECK_EQ_INT(client_recv(&b, &g), 1);
+    CHECK_EQ_INT(g.ssrc, slot_ssrc(2, 0));
+    CHECK_EQ_INT(g.from, 1);
+    CHECK_EQ_INT(g.idx, 9);
+    /* a forged copy and an oversize datagram are counted, not sent */
+    len = client_packet(&a, 10, buf);
+    buf[len - 1] ^= 1;
+    CHECK_EQ_INT(inject_from(w, &a, buf, len), 0);
+    static uint8_t big[1600];
+    memset(big, 0x80, sizeof big);
+    CHECK_EQ_INT(inject_from(w, &a, big, (int)sizeof big), 0);
+    rtp_worker_stats st;
+    rtp_worker_stats_read(w, &st);
+    CHECK_EQ_INT(st.rx_datagrams, 5);
+    CHECK_EQ_INT(st.rtcp_ok, 2);
+    CHECK_EQ_INT(st.rtp_ok, 1);
+    CHECK_EQ_INT(st.drop_auth, 1);
+    CHECK_EQ_INT(st.drop_oversize, 1);
+    CHECK_EQ_INT(st.tx_datagrams, 1);
+    /* once its thread runs, the worker is its own */
+    CHECK_EQ_INT(rtp_worker_start(w), 0);
+    CHECK_EQ_INT(inject_from(w, &a, buf, len), -EBUSY);
+    CHECK_EQ_INT(rtp_worker_stop_and_free(w), 0);
+    client_close(&a);
+    client_close(&b);
+}
+
 int main(void)
 {
 #if COUNT_ALLOCS
@@ -578,5 +663,6 @@ int main(void)
     RUN(no_allocation_gcm);
     RUN(garbage);
     RUN(lifecycle);
+    RUN(inject_without_thread);
     return test_summary();
 }
