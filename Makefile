@@ -7,7 +7,7 @@
 #   make run        run a development node (installs what is missing first)
 #   make format     clang-format every C file
 #
-# A folder is a module; dependencies point one way:  lib <- store, rtp <- signalling <- voice.
+# A folder is a module; dependencies point one way:  lib <- store, rtp <- webrtc <- signalling <- voice.
 # voice/ holds the node itself (main, HTTP/WS edge) and links everything.
 
 # no built-in rules: they would try to "remake" the included .d files (e.g. link replay_x.d from
@@ -50,7 +50,7 @@ SRTP_CFLAGS  = -I$(SRTP_PREFIX)/include
 SRTP_LIBS    = $(SRTP_LIB) $(shell pkg-config --libs libcrypto)
 
 # ---- modules ---------------------------------------------------------------------------------
-CORE_MODS := lib store rtp signalling
+CORE_MODS := lib store rtp webrtc signalling
 CORE_SRC  := $(foreach m,$(CORE_MODS),$(wildcard $(m)/*.c))
 NODE_SRC  := $(filter-out voice/main.c,$(wildcard voice/*.c))
 CORE_OBJ  := $(CORE_SRC:%.c=$(BUILD)/%.o)
