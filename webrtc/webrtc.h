@@ -149,10 +149,17 @@ typedef enum wrtc_sdp_err {
 
 const char *wrtc_sdp_err_name(wrtc_sdp_err e); /* "no_audio", … */
 
+typedef enum wrtc_sdp_dir {
+    WRTC_SDP_SENDRECV = 0, /* also when the offer names none (RFC 8866 default) */
+    WRTC_SDP_SENDONLY,
+    WRTC_SDP_RECVONLY,
+    WRTC_SDP_INACTIVE,
+} wrtc_sdp_dir;
+
 typedef struct wrtc_sdp_mline {
     char kind[WRTC_SDP_TOKEN_MAX + 1];  /* "audio", "video", "application" */
     char proto[WRTC_SDP_TOKEN_MAX + 1]; /* "UDP/TLS/RTP/SAVPF" … */
-    char fmts[WRTC_SDP_FMTS_MAX + 1];   /* as offered, e.g. "111 63 9 0 8" */
+    char fmt[WRTC_SDP_TOKEN_MAX + 1];   /* the first format offered ("111", "webrtc-datachannel") */
     char mid[WRTC_SDP_MID_MAX + 1];     /* "" if none */
     uint16_t port;
 } wrtc_sdp_mline;
@@ -171,7 +178,8 @@ typedef struct wrtc_sdp_offer {
     uint8_t level_ext_id;                  /* ssrc-audio-level extmap id, 0: not offered */
     uint32_t ssrc;                         /* first a=ssrc of the audio section, 0: none */
     bool has_ssrc;
-    bool ice_trickle, ice_lite_peer;
+    bool ice_lite_peer; /* a=ice-lite in the offer (noted, not refused) */
+    wrtc_sdp_dir dir;   /* the offer's direction for the audio section */
 } wrtc_sdp_offer;
 
 /* 0, or -EINVAL (-E2BIG for oversize) with *why. `line` (if not NULL) gets the 1-based number of
