@@ -76,6 +76,7 @@ static bool eq(str s, const char *lit)
 /* Next space-separated token (skips leading spaces); empty when none is left. */
 static str token(str *s)
 {
+    if (s->n == 0) return (str){s->p, 0}; /* p may be NULL (an absent value): no arithmetic */
     while (s->n && *s->p == ' ')
         s->p++, s->n--;
     str t = {s->p, 0};
