@@ -253,6 +253,11 @@ long wrtc_dtls_timeout_ms(wrtc_dtls *d);
  * OpenSSL gave up (too many retransmissions). */
 int wrtc_dtls_on_timeout(wrtc_dtls *d);
 wrtc_dtls_state wrtc_dtls_get_state(const wrtc_dtls *d);
+/* Why a FAILED transport failed, a metric label: "fingerprint_mismatch", "no_certificate",
+ * "no_srtp_profile", "timeout", "handshake" (anything else OpenSSL refused); "" otherwise. */
+const char *wrtc_dtls_fail_reason(const wrtc_dtls *d);
+/* The negotiated SRTP profile once CONNECTED, else 0. */
+rtp_srtp_profile wrtc_dtls_profile(const wrtc_dtls *d);
 const char *wrtc_dtls_state_name(wrtc_dtls_state s);
 /* Once CONNECTED: the negotiated profile's keys, split per RFC 5764 §4.2, each master key then
  * salt as rtp_srtp_key wants them: `in` = the client's write key (unprotects what the browser
