@@ -120,8 +120,12 @@ uint32_t wrtc_crc32(const uint8_t *p, size_t n);
 /* ==== SDP: a browser's audio offer, our answer ===================================================
  *
  * wrtc_sdp_parse() reads an offer (CRLF or LF lines) into a bounded struct: every m-section (kind,
- * proto, formats, mid) and, for the first audio m-section that offers Opus, what the answer needs.
- * The others are answered rejected (port 0). wrtc_sdp_answer() writes the answer. */
+ * proto, first format, mid, and for audio sections that offer Opus its payload type, audio-level id
+ * and direction). The first such audio section is the main one (the browser's upstream; its ICE
+ * credentials and fingerprint are the transport's); further Opus audio sections in the same BUNDLE
+ * group are accepted too, so that a browser that adds N recvonly audio transceivers receives each
+ * downstream slot on its own m-section (a Unified Plan browser plays one SSRC per m-section).
+ * Everything else is answered rejected (port 0). wrtc_sdp_answer() writes the answer. */
 
 #define WRTC_SDP_MAX_LEN    32768 /* a longer offer is refused (oversize) */
 #define WRTC_SDP_MAX_MLINES 16
@@ -162,14 +166,21 @@ typedef struct wrtc_sdp_mline {
     char fmt[WRTC_SDP_TOKEN_MAX + 1];   /* the first format offered ("111", "webrtc-datachannel") */
     char mid[WRTC_SDP_MID_MAX + 1];     /* "" if none */
     uint16_t port;
+    bool accepted;        /* an Opus audio section we answer (the main one or a bundled one) */
+    uint8_t opus_pt;      /* accepted: its Opus payload type */
+    uint8_t level_ext_id; /* accepted: its ssrc-audio-level extmap id, 0: not offered */
+    uint8_t dir;          /* accepted: the offer's wrtc_sdp_dir for it */
 } wrtc_sdp_mline;
 
 typedef struct wrtc_sdp_offer {
     unsigned n_mlines;
     wrtc_sdp_mline m[WRTC_SDP_MAX_MLINES];
-    unsigned audio; /* index of the accepted audio m-section */
-    bool bundle;    /* a=group:BUNDLE names the audio mid */
-    /* of the audio m-section (media level, else session level) */
+    unsigned audio;   /* index of the main audio m-section */
+    bool bundle;      /* a=group:BUNDLE names the main audio mid */
+    unsigned n_audio; /* accepted audio sections (the main one and the bundled ones) */
+    unsigned n_recv;  /* of them, those the browser receives on (sendrecv, recvonly): the most
+                         downstream slots the answer can carry, one per section */
+    /* of the main audio m-section (media level, else session level) */
     char ice_ufrag[WRTC_SDP_UFRAG_MAX + 1];
     char ice_pwd[WRTC_SDP_UFRAG_MAX + 1];
     uint8_t fingerprint[WRTC_SDP_FP_LEN]; /* the peer's DTLS certificate, sha-256 */
@@ -187,6 +198,11 @@ typedef struct wrtc_sdp_offer {
 int wrtc_sdp_parse(const char *sdp, size_t len, wrtc_sdp_offer *o, wrtc_sdp_err *why,
                    unsigned *line);
 
+/* The answer: every accepted section with our ICE credentials, fingerprint, a=setup:passive, Opus
+ * with its payload type, rtcp-mux; the sections the browser receives on get the slot SSRCs in
+ * order, one each (a=ssrc cname and msid "<stream_id> slot<i>"), as many as there are of both:
+ * min(n_slots, n_recv) slots are usable, the others have no m-section; the host candidate goes in
+ * the first (the BUNDLE tag). */
 typedef struct wrtc_sdp_answer_params {
     const char *ice_ufrag, *ice_pwd; /* ours: ufrag 4–256, pwd 22–256 ice-chars */
     const char *fingerprint;         /* ours, "AB:CD:…" (wrtc_dtls_ctx_fingerprint) */

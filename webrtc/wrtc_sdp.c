@@ -1,18 +1,27 @@
 /*
  * webrtc/wrtc_sdp.c — a browser's SDP offer (RFC 8866 syntax, JSEP as Chromium and Firefox write
- * it) and the node's answer: ICE-lite, DTLS passive, Opus only, rtcp-mux, BUNDLE on the one audio
- * m-section, every other m-section rejected with port 0.
+ * it) and the node's answer: ICE-lite, DTLS passive, Opus only, rtcp-mux, BUNDLE; the main audio
+ * m-section carries the browser's upstream (and slot 0), each further bundled Opus audio section
+ * one downstream slot; every other m-section is rejected with port 0.
  *
  * How it works: one pass over the lines (LF or CRLF), each "<letter>=<value>". Session-level lines
  * fill a session scratch, m-sections a section scratch that is "finalized" when the next m= line or
- * the end comes: the first audio section with a usable port and protocol that offers Opus at
- * 48000/2 becomes the accepted one and its values (media level first, session level as fallback for
- * ICE credentials, fingerprint and setup — Firefox puts them at session level, Chromium at media
- * level) are copied into the caller's bounded wrtc_sdp_offer. Values are read in place from the
- * caller's text (the scratch holds pointers into it) and copied only into fixed-size fields; a
- * value over its field's bound is an oversize refusal, never a truncation. The refusal is decided
- * at the end in a fixed order (no_audio, no_opus, no_ice, no_fingerprint, bad_setup, no_rtcp_mux),
- * so an offer missing several things always gets the same reason.
+ * the end comes: an audio section with a usable port and protocol that offers Opus at 48000/2 is
+ * marked with its payload type, audio-level id and direction; the first one is the main one, whose
+ * values (media level first, session level as the fallback for ICE credentials, fingerprint and
+ * setup — Firefox puts them at session level, Chromium at media level) are copied into the
+ * caller's bounded wrtc_sdp_offer. Values are read in place from the caller's text (the scratch
+ * holds pointers into it) and copied only into fixed-size fields; a value over its field's bound is
+ * an oversize refusal, never a truncation. The refusal is decided at the end in a fixed order
+ * (no_audio, no_opus, no_ice, no_fingerprint, bad_setup, no_rtcp_mux), so an offer missing several
+ * things always gets the same reason; then the other marked sections stay accepted only if they
+ * share the main one's BUNDLE group (one ICE/DTLS transport per participant).
+ *
+ * Why one slot per m-section: Chromium (Unified Plan) refuses an answer whose one m-section lists
+ * several SSRCs with different msids ("more than one track specified with a=ssrc lines"), and with
+ * one SSRC signalled it plays further SSRCs only as a single replaceable unsignalled stream (seen
+ * with Chromium 156: docs/webrtc.md). A browser that wants N speakers at once adds N recvonly audio
+ * transceivers before its offer.
  *
  * The answer is written with one bounded appender: -ENOSPC, never a truncated answer.
  */
@@ -175,6 +184,7 @@ typedef struct parser {
     bool chosen;
     bool saw_usable_audio;
     bool chosen_rtcp_mux;
+    level acc; /* the main audio section's level, merged with the session's */
 } parser;
 
 /* Line-level refusal codes returned by the per-line functions. */
@@ -268,9 +278,12 @@ static bool usable_proto(str p)
     return eq(p, "UDP/TLS/RTP/SAVPF") || eq(p, "UDP/TLS/RTP/SAVP");
 }
 
+static level merged(const parser *ps);
+
+/* Ends the current m-section: an Opus audio section is marked (the first becomes the main one). */
 static void finalize(parser *ps)
 {
-    if (!ps->in_media || ps->chosen) return;
+    if (!ps->in_media) return;
     wrtc_sdp_offer *o = ps->o;
     unsigned idx = o->n_mlines - 1;
     wrtc_sdp_mline *m = &o->m[idx];
@@ -279,8 +292,15 @@ static void finalize(parser *ps)
     ps->saw_usable_audio = true;
     section *s = &ps->sec;
     if (s->opus_pt < 0) return;
+    level lv = merged(ps);
+    m->accepted = true;
+    m->opus_pt = (uint8_t)s->opus_pt;
+    m->level_ext_id = s->level_id;
+    m->dir = (uint8_t)(lv.dir < 0 ? WRTC_SDP_SENDRECV : lv.dir);
+    if (ps->chosen) return;
     ps->chosen = true;
     ps->chosen_rtcp_mux = s->rtcp_mux;
+    ps->acc = lv;
     o->audio = idx;
     o->opus_pt = (uint8_t)s->opus_pt;
     if (s->fmtp[s->opus_pt].p) copy(o->opus_fmtp, sizeof o->opus_fmtp, s->fmtp[s->opus_pt]);
@@ -356,14 +376,6 @@ static bool mid_in_bundle(str bundle, const char *mid)
     return false;
 }
 
-/* Ends the current m-section; if it is the accepted one, its merged level goes to *acc. */
-static void end_section(parser *ps, level *acc)
-{
-    bool was = ps->chosen;
-    finalize(ps);
-    if (!was && ps->chosen) *acc = merged(ps);
-}
-
 int wrtc_sdp_parse(const char *sdp, size_t len, wrtc_sdp_offer *o, wrtc_sdp_err *why,
                    unsigned *line)
 {
@@ -381,8 +393,6 @@ int wrtc_sdp_parse(const char *sdp, size_t len, wrtc_sdp_offer *o, wrtc_sdp_err 
     ps.o = o;
     ps.sess.setup = SETUP_NONE;
     ps.sess.dir = -1;
-    level acc;
-    memset(&acc, 0, sizeof acc);
 
     size_t pos = 0;
     bool first = true;
@@ -410,7 +420,7 @@ int wrtc_sdp_parse(const char *sdp, size_t len, wrtc_sdp_offer *o, wrtc_sdp_err 
         }
         int rc = 0;
         if (l[0] == 'm') {
-            end_section(&ps, &acc);
+            finalize(&ps);
             rc = line_m(&ps, v);
         } else if (l[0] == 'a') {
             rc = line_a(&ps, v);
@@ -424,8 +434,9 @@ int wrtc_sdp_parse(const char *sdp, size_t len, wrtc_sdp_offer *o, wrtc_sdp_err 
         e = WRTC_SDP_MALFORMED;
         goto refuse;
     }
-    end_section(&ps, &acc);
+    finalize(&ps);
     lineno = 0;
+    level acc = ps.acc;
     if (!ps.chosen) {
         e = ps.saw_usable_audio ? WRTC_SDP_NO_OPUS : WRTC_SDP_NO_AUDIO;
         goto refuse;
@@ -451,6 +462,15 @@ int wrtc_sdp_parse(const char *sdp, size_t len, wrtc_sdp_offer *o, wrtc_sdp_err 
     if (!ps.chosen_rtcp_mux) {
         e = WRTC_SDP_NO_RTCP_MUX;
         goto refuse;
+    }
+    /* other Opus audio sections ride on the main one's transport only if bundled with it */
+    for (unsigned i = 0; i < o->n_mlines; i++) {
+        wrtc_sdp_mline *m = &o->m[i];
+        if (i != o->audio && m->accepted && !(o->bundle && mid_in_bundle(ps.bundle, m->mid)))
+            m->accepted = false;
+        if (!m->accepted) continue;
+        o->n_audio++;
+        if (m->dir == WRTC_SDP_SENDRECV || m->dir == WRTC_SDP_RECVONLY) o->n_recv++;
     }
     return 0;
 
@@ -538,35 +558,51 @@ int wrtc_sdp_answer(const wrtc_sdp_offer *o, const wrtc_sdp_answer_params *a, ch
     if (cap == 0) return -ENOSPC;
     out w = {buf, cap, 0, false};
     const char *af = v6 ? "IP6" : "IP4";
-    const wrtc_sdp_mline *am = &o->m[o->audio];
     put(&w, "v=0\r\no=- %llu 2 IN %s %s\r\ns=-\r\nt=0 0\r\n", (unsigned long long)a->session_id, af,
         a->ip);
-    if (o->bundle) put(&w, "a=group:BUNDLE %s\r\n", am->mid);
+    if (o->bundle) {
+        put(&w, "a=group:BUNDLE");
+        for (unsigned i = 0; i < o->n_mlines; i++)
+            if (o->m[i].accepted) put(&w, " %s", o->m[i].mid);
+        put(&w, "\r\n");
+    }
     put(&w, "a=ice-lite\r\n");
+    unsigned slot = 0;
+    bool first = true;
     for (unsigned i = 0; i < o->n_mlines; i++) {
         const wrtc_sdp_mline *m = &o->m[i];
-        if (i != o->audio) { /* rejected: port 0, the offer's proto and first format, its mid */
+        if (!m->accepted) { /* rejected: port 0, the offer's proto and first format, its mid */
             put(&w, "m=%s 0 %s %s\r\nc=IN %s %s\r\n", m->kind, m->proto, m->fmt, af,
                 v6 ? "::" : "0.0.0.0");
             if (m->mid[0]) put(&w, "a=mid:%s\r\n", m->mid);
             put(&w, "a=inactive\r\n");
             continue;
         }
-        put(&w, "m=audio %u %s %u\r\nc=IN %s %s\r\n", a->port, m->proto, o->opus_pt, af, a->ip);
+        put(&w, "m=audio %u %s %u\r\nc=IN %s %s\r\n", a->port, m->proto, m->opus_pt, af, a->ip);
         put(&w, "a=ice-ufrag:%s\r\na=ice-pwd:%s\r\n", a->ice_ufrag, a->ice_pwd);
         put(&w, "a=fingerprint:sha-256 %s\r\na=setup:passive\r\n", a->fingerprint);
         if (m->mid[0]) put(&w, "a=mid:%s\r\n", m->mid);
-        if (o->level_ext_id) put(&w, "a=extmap:%u %s\r\n", o->level_ext_id, WRTC_SDP_LEVEL_URI);
-        put(&w, "a=%s\r\na=rtcp-mux\r\n", answer_dir(o->dir));
-        put(&w, "a=rtpmap:%u opus/48000/2\r\na=fmtp:%u minptime=10;useinbandfec=1\r\n", o->opus_pt,
-            o->opus_pt);
-        if (o->dir == WRTC_SDP_SENDRECV || o->dir == WRTC_SDP_RECVONLY) {
-            for (unsigned k = 0; k < a->n_slots; k++)
-                put(&w, "a=ssrc:%u cname:%s\r\na=ssrc:%u msid:%s slot%u\r\n", a->slot_ssrcs[k],
-                    a->cname, a->slot_ssrcs[k], a->stream_id, k);
+        if (m->level_ext_id) put(&w, "a=extmap:%u %s\r\n", m->level_ext_id, WRTC_SDP_LEVEL_URI);
+        /* the main section: the browser's upstream, and slot 0 if it receives; another section:
+         * one slot downstream (sendonly), or nothing left for it (inactive) */
+        bool recv = m->dir == WRTC_SDP_SENDRECV || m->dir == WRTC_SDP_RECVONLY;
+        bool has_slot = recv && slot < a->n_slots;
+        const char *dir = i == o->audio ? answer_dir((wrtc_sdp_dir)m->dir)
+                          : has_slot    ? "sendonly"
+                                        : "inactive";
+        put(&w, "a=%s\r\na=rtcp-mux\r\n", dir);
+        put(&w, "a=rtpmap:%u opus/48000/2\r\na=fmtp:%u minptime=10;useinbandfec=1\r\n", m->opus_pt,
+            m->opus_pt);
+        if (has_slot) {
+            uint32_t ssrc = a->slot_ssrcs[slot];
+            put(&w, "a=ssrc:%u cname:%s\r\na=ssrc:%u msid:%s slot%u\r\n", ssrc, a->cname, ssrc,
+                a->stream_id, slot);
+            slot++;
         }
-        put(&w, "a=candidate:1 1 udp 2130706431 %s %u typ host\r\na=end-of-candidates\r\n", a->ip,
-            a->port);
+        if (first)
+            put(&w, "a=candidate:1 1 udp 2130706431 %s %u typ host\r\na=end-of-candidates\r\n",
+                a->ip, a->port);
+        first = false;
     }
     if (w.full) {
         buf[0] = 0;

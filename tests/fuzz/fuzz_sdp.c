@@ -3,8 +3,9 @@
  * wrtc_sdp_parse; an accepted offer through wrtc_sdp_answer, whose output is parsed back.
  * Invariants (abort on violation): a refusal has a reason and an accepted offer none; every fixed
  * field of the offer is NUL-terminated within its bound; the accepted section is an audio one with
- * a port; the answer fits WRTC_SDP_MAX_LEN, has as many m-lines as the offer, in the same order and
- * of the same kinds, and our own parser reads it back as a well-formed offer refused only for
+ * a port; other accepted sections only with BUNDLE; the answer fits WRTC_SDP_MAX_LEN, has as many
+ * m-lines as the offer, in the same order, of the same kinds, with a port exactly on the accepted
+ * ones, and our own parser reads it back as a well-formed offer refused only for
  * a=setup:passive (so nothing from the offer can break the answer's syntax); a buffer one byte
  * short gives -ENOSPC. Deterministic.
  */
@@ -47,6 +48,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK_(strlen(offer.ice_ufrag) >= 4 && strlen(offer.ice_pwd) >= 22);
     CHECK_(memchr(offer.opus_fmtp, 0, sizeof offer.opus_fmtp));
     CHECK_(offer.opus_pt <= 127 && offer.level_ext_id != 15);
+    CHECK_(offer.m[offer.audio].accepted && offer.n_audio >= 1 && offer.n_recv <= offer.n_audio);
+    CHECK_(offer.n_audio == 1 || offer.bundle);
 
     static const uint32_t slots[8] = {1, 2, 3, 4, 5, 6, 7, 0xFFFFFFFFu};
     wrtc_sdp_answer_params a = {
@@ -70,7 +73,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (unsigned i = 0; i < offer.n_mlines; i++) {
         CHECK_(strcmp(back.m[i].kind, offer.m[i].kind) == 0);
         CHECK_(strcmp(back.m[i].mid, offer.m[i].mid) == 0);
-        CHECK_((back.m[i].port != 0) == (i == offer.audio));
+        CHECK_((back.m[i].port != 0) == offer.m[i].accepted);
+        CHECK_(back.m[i].accepted == offer.m[i].accepted);
     }
     static char small[WRTC_SDP_MAX_LEN];
     CHECK_(wrtc_sdp_answer(&offer, &a, small, (size_t)n) == -ENOSPC);

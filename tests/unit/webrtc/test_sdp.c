@@ -1,10 +1,11 @@
 /*
  * tests/unit/webrtc/test_sdp.c — SDP offer/answer: Chromium-shaped offers (tests/unit/webrtc/
- * fixtures/: audio only, and audio + video + data channel) parse into what the answer needs; the
- * answer is checked line by line (audio accepted with the offer's payload type, extmap id and mid;
- * video and data rejected with port 0; BUNDLE on the audio mid only; one ssrc per slot); a
- * Firefox-shaped offer (credentials at session level, LF line ends) is accepted; and each refusal
- * has its reason (and the line, for syntax).
+ * fixtures/: audio only, and audio + video + data channel) and two real Chromium 156 captures (one
+ * of them with 3 recvonly audio transceivers) parse into what the answer needs; the answer is
+ * checked line by line (audio accepted with the offer's payload type, extmap id and mid; video and
+ * data rejected with port 0; BUNDLE on the audio mid only; one ssrc per slot); a Firefox-shaped
+ * offer (credentials at session level, LF line ends) is accepted; and each refusal has its reason
+ * (and the line, for syntax).
  */
 #include "tests/unit/test.h"
 #include "webrtc/webrtc.h"
@@ -127,10 +128,6 @@ TEST(chrome_audio_offer)
         "a=fmtp:111 minptime=10;useinbandfec=1\r\n"
         "a=ssrc:1001 cname:voxd\r\n"
         "a=ssrc:1001 msid:voxd slot0\r\n"
-        "a=ssrc:1002 cname:voxd\r\n"
-        "a=ssrc:1002 msid:voxd slot1\r\n"
-        "a=ssrc:1003 cname:voxd\r\n"
-        "a=ssrc:1003 msid:voxd slot2\r\n"
         "a=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host\r\n"
         "a=end-of-candidates\r\n";
     if (strcmp(ans, expect) != 0) fprintf(stderr, "answer:\n%s", ans);
@@ -185,6 +182,77 @@ TEST(chrome_av_data_offer)
     const char *ma = strstr(ans, "m=audio"), *mv = strstr(ans, "m=video"),
                *md = strstr(ans, "m=application");
     CHECK(ma && mv && md && ma < mv && mv < md);
+}
+
+/* A real Chromium 156 offer (captured headless, getUserMedia with the fake device): one sendrecv
+ * audio transceiver and 3 recvonly ones, video and a data channel, all in one BUNDLE group. With 3
+ * slots the answer puts one slot SSRC on each of mids 0–2, mid 3 is accepted but inactive (no slot
+ * left), video and data are rejected; Chromium accepted this answer and played each slot on its own
+ * track (docs/webrtc.md). */
+TEST(chromium_multi_recv_offer)
+{
+    size_t n;
+    const char *s = load("chromium156_1send_3recv_offer.sdp", &n);
+    CHECK(s);
+    static wrtc_sdp_offer o;
+    CHECK_EQ_INT(wrtc_sdp_parse(s, n, &o, NULL, NULL), 0);
+    CHECK_EQ_INT(o.n_mlines, 6);
+    CHECK_EQ_INT(o.audio, 0);
+    CHECK_EQ_INT(o.n_audio, 4);
+    CHECK_EQ_INT(o.n_recv, 4);
+    CHECK(o.bundle);
+    CHECK_EQ_INT(o.ssrc, 979210638u);
+    for (int i = 0; i < 4; i++) {
+        CHECK(o.m[i].accepted);
+        CHECK_EQ_INT(o.m[i].opus_pt, 111);
+        CHECK_EQ_INT(o.m[i].level_ext_id, 1);
+        CHECK_EQ_INT(o.m[i].dir, i == 0 ? WRTC_SDP_SENDRECV : WRTC_SDP_RECVONLY);
+    }
+    CHECK(!o.m[4].accepted && !o.m[5].accepted);
+    wrtc_sdp_answer_params a = params();
+    static char ans[16384];
+    int len = wrtc_sdp_answer(&o, &a, ans, sizeof ans);
+    CHECK(len > 0);
+    CHECK(strstr(ans, "a=group:BUNDLE 0 1 2 3\r\n"));
+    const char *m0 = strstr(ans, "a=mid:0\r\n"), *m1 = strstr(ans, "a=mid:1\r\n"),
+               *m2 = strstr(ans, "a=mid:2\r\n"), *m3 = strstr(ans, "a=mid:3\r\n"),
+               *m4 = strstr(ans, "a=mid:4\r\n");
+    CHECK(m0 && m1 && m2 && m3 && m4 && m0 < m1 && m1 < m2 && m2 < m3 && m3 < m4);
+    const char *s0 = strstr(ans, "a=ssrc:1001 msid:voxd slot0"),
+               *s1 = strstr(ans, "a=ssrc:1002 msid:voxd slot1"),
+               *s2 = strstr(ans, "a=ssrc:1003 msid:voxd slot2");
+    CHECK(s0 && s1 && s2 && m0 < s0 && s0 < m1 && m1 < s1 && s1 < m2 && m2 < s2 && s2 < m3);
+    CHECK(strstr(m0, "a=sendrecv\r\n") < m1);
+    CHECK(strstr(m1, "a=sendonly\r\n") < m2);
+    CHECK(strstr(m3, "a=inactive\r\n") < m4);
+    CHECK(!strstr(m3, "a=ssrc:"));
+    CHECK(strstr(ans, "m=video 0 UDP/TLS/RTP/SAVPF 96\r\n"));
+    CHECK(strstr(ans, "m=application 0 UDP/DTLS/SCTP webrtc-datachannel\r\n"));
+    /* one candidate, in the BUNDLE tag's section */
+    const char *c = strstr(ans, "a=candidate:");
+    CHECK(c && c < m1 && !strstr(c + 1, "a=candidate:"));
+    /* 5 slots: still one per receiving section, the fourth on mid 3 */
+    uint32_t five[5] = {1, 2, 3, 4, 5};
+    a.slot_ssrcs = five;
+    a.n_slots = 5;
+    CHECK(wrtc_sdp_answer(&o, &a, ans, sizeof ans) > 0);
+    CHECK(strstr(ans, "a=ssrc:4 msid:voxd slot3\r\n"));
+    CHECK(!strstr(ans, "a=ssrc:5 "));
+    /* not bundled with the main section: only the main one is accepted */
+    CHECK_EQ_INT(parse_str(edit(s, "a=group:BUNDLE 0 1 2 3 4 5", "a=group:BUNDLE 0 4 5"), &o, NULL),
+                 WRTC_SDP_OK);
+    CHECK_EQ_INT(o.n_audio, 1);
+    CHECK(!o.m[1].accepted && !o.m[3].accepted);
+    CHECK_EQ_INT(parse_str(edit(s, "a=group:BUNDLE 0 1 2 3 4 5\r\n", ""), &o, NULL), WRTC_SDP_OK);
+    CHECK_EQ_INT(o.n_audio, 1);
+    CHECK(!o.bundle);
+    /* the other real capture: audio + video + data */
+    s = load("chromium156_av_data_offer.sdp", &n);
+    CHECK(s);
+    CHECK_EQ_INT(wrtc_sdp_parse(s, n, &o, NULL, NULL), 0);
+    CHECK_EQ_INT(o.n_mlines, 3);
+    CHECK_EQ_INT(o.n_audio, 1);
+    CHECK_EQ_INT(o.n_recv, 1);
 }
 
 /* The audio m-section second, after a video one, and an audio one without opus before it. */
@@ -259,7 +327,8 @@ TEST(firefox_offer)
     CHECK(wrtc_sdp_answer(&o, &a, ans, sizeof ans) > 0);
     CHECK(strstr(ans, "a=sendonly\r\n"));
     CHECK(strstr(ans, "a=rtpmap:109 opus/48000/2\r\n"));
-    CHECK(strstr(ans, "a=ssrc:1003 msid:voxd slot2\r\n"));
+    CHECK(strstr(ans, "a=ssrc:1001 msid:voxd slot0\r\n"));
+    CHECK(!strstr(ans, "a=ssrc:1002")); /* one receiving m-section: one slot */
     /* a send-only client hears nothing: the answer is recvonly and names no ssrc */
     CHECK_EQ_INT(parse_str(edit(s, "a=recvonly", "a=sendonly"), &o, NULL), WRTC_SDP_OK);
     CHECK(wrtc_sdp_answer(&o, &a, ans, sizeof ans) > 0);
@@ -406,6 +475,7 @@ int main(void)
 {
     RUN(chrome_audio_offer);
     RUN(chrome_av_data_offer);
+    RUN(chromium_multi_recv_offer);
     RUN(audio_not_first);
     RUN(firefox_offer);
     RUN(refusals);
