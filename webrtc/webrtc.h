@@ -143,7 +143,7 @@ typedef enum wrtc_sdp_err {
     WRTC_SDP_OVERSIZE,       /* over WRTC_SDP_MAX_LEN, too many m-lines, a value over its bound */
     WRTC_SDP_MALFORMED,      /* a line not "<letter>=<value>", a bad v=/m=/a= value, NUL bytes */
     WRTC_SDP_NO_AUDIO,       /* no m=audio with a usable port and an RTP/SAVPF-family proto */
-    WRTC_SDP_NO_OPUS,        /* audio without opus/48000/2 */
+    WRTC_SDP_NO_OPUS,        /* audio without opus/48000/2 (listed in its m= line) */
     WRTC_SDP_NO_ICE,         /* ice-ufrag or ice-pwd missing (session or media level) */
     WRTC_SDP_NO_FINGERPRINT, /* no a=fingerprint:sha-256 */
     WRTC_SDP_BAD_SETUP,      /* a=setup:passive (we are passive too) or missing */

@@ -169,6 +169,7 @@ typedef struct section {
     level lv;
     bool rtcp_mux;
     int opus_pt; /* -1: none */
+    str fmts;    /* the m= line's format list */
     str fmtp[128];
     uint8_t level_id;
     bool has_ssrc;
@@ -230,6 +231,15 @@ static int attr_level(level *lv, str name, str v)
     return 0;
 }
 
+/* Whether payload type pt is in an m= line's format list. */
+static bool listed(str fmts, uint32_t pt)
+{
+    uint32_t v;
+    for (str t = token(&fmts); t.n; t = token(&fmts))
+        if (number(t, 127, &v) && v == pt) return true;
+    return false;
+}
+
 static int attr_media(parser *ps, str name, str v)
 {
     section *s = &ps->sec;
@@ -248,7 +258,7 @@ static int attr_media(parser *ps, str name, str v)
         if (!number(pt, 127, &n) || enc.n == 0) return BAD;
         if (enc.n >= 5 && strncasecmp(enc.p, "opus/", 5) == 0) {
             str rest = {enc.p + 5, enc.n - 5};
-            if ((eq(rest, "48000/2")) && s->opus_pt < 0) s->opus_pt = (int)n;
+            if (eq(rest, "48000/2") && s->opus_pt < 0 && listed(s->fmts, n)) s->opus_pt = (int)n;
         }
     } else if (eq(name, "fmtp")) {
         str pt = token(&v);
@@ -340,6 +350,7 @@ static int line_m(parser *ps, str v)
     o->n_mlines++;
     memset(&ps->sec, 0, sizeof ps->sec);
     ps->sec.opus_pt = -1;
+    ps->sec.fmts = (str){fmt.p, (size_t)(v.p + v.n - fmt.p)};
     ps->sec.lv.setup = SETUP_NONE;
     ps->sec.lv.dir = -1;
     ps->in_media = true;

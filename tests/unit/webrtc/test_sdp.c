@@ -355,6 +355,8 @@ TEST(refusals)
                  WRTC_SDP_NO_AUDIO);
     CHECK_EQ_INT(parse_str(edit(s, "opus/48000/2", "opus/48000/1"), &o, NULL), WRTC_SDP_NO_OPUS);
     CHECK_EQ_INT(parse_str(edit(s, "opus/48000/2", "ISAC/16000"), &o, NULL), WRTC_SDP_NO_OPUS);
+    /* an rtpmap for a payload type the m= line does not list */
+    CHECK_EQ_INT(parse_str(edit(s, "SAVPF 111 63 9", "SAVPF 63 9"), &o, NULL), WRTC_SDP_NO_OPUS);
     CHECK_EQ_INT(parse_str(edit(s, "a=ice-ufrag:tW4e\r\n", ""), &o, NULL), WRTC_SDP_NO_ICE);
     CHECK_EQ_INT(parse_str(edit(s, "a=ice-pwd:NfX1zrW8Vb0bKq3YgZp2Lc7d\r\n", ""), &o, NULL),
                  WRTC_SDP_NO_ICE);
