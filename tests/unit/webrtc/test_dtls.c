@@ -4,8 +4,8 @@
  * derive the same keys (the client's write key is the server's `in`), the client sees the server's
  * advertised fingerprint, datagrams stay under the MTU; a fingerprint mismatch, a client without a
  * certificate and a client without use_srtp are refused with their reasons; garbage does not crash
- * and leaves a transport able to handshake; a lost server flight is retransmitted on the timer;
- * close_notify closes; PEM loading.
+ * and leaves a transport able to handshake; a lost server flight is retransmitted on the timer; a
+ * lost last flight is resent when the client repeats its own; close_notify closes; PEM loading.
  */
 #include "tests/unit/test.h"
 #include "tests/unit/webrtc/dtls_client.h"
@@ -282,6 +282,56 @@ TEST(retransmission)
     tclient_free(&c);
 }
 
+/* The server's last flight (ChangeCipherSpec, Finished) is lost: the server is CONNECTED, the
+ * client is not. When the client's timer fires it resends its last flight; the connected server
+ * answers it (through SSL_read) with its own last flight again, and the client completes with the
+ * same keys. We wait for the client's timer as OpenSSL reports it. */
+TEST(lost_last_flight)
+{
+    tclient c;
+    CHECK_EQ_INT(tclient_init(&c, "SRTP_AEAD_AES_128_GCM"), 0);
+    CHECK_EQ_INT(tclient_connect(&c), 0);
+    wrtc_dtls *s;
+    CHECK_EQ_INT(wrtc_dtls_new(ctx, c.fp, &s), 0);
+    uint8_t buf[4096], out[2048];
+    int m;
+    CHECK_EQ_INT(tclient_step(&c), 0); /* ClientHello */
+    size_t n = tclient_take(&c, buf, sizeof buf);
+    CHECK_EQ_INT(wrtc_dtls_feed(s, buf, n), WRTC_DTLS_HANDSHAKING);
+    while ((m = wrtc_dtls_pull(s, out, sizeof out)) > 0)
+        tclient_give(&c, out, (size_t)m);
+    CHECK_EQ_INT(tclient_step(&c), 0); /* Certificate … Finished */
+    n = tclient_take(&c, buf, sizeof buf);
+    CHECK_EQ_INT(wrtc_dtls_feed(s, buf, n), WRTC_DTLS_CONNECTED);
+    int lost = 0;
+    while ((m = wrtc_dtls_pull(s, out, sizeof out)) > 0)
+        lost++; /* dropped */
+    CHECK(lost > 0);
+    CHECK_EQ_INT(tclient_step(&c), 0);
+    struct timeval tv;
+    CHECK_EQ_INT(DTLSv1_get_timeout(c.ssl, &tv), 1);
+    long long ns = (long long)tv.tv_sec * 1000000000LL + tv.tv_usec * 1000LL + 1000000LL;
+    struct timespec ts = {(time_t)(ns / 1000000000LL), (long)(ns % 1000000000LL)};
+    nanosleep(&ts, NULL); /* the client's retransmission timer, as OpenSSL reports it */
+    CHECK_EQ_INT(DTLSv1_handle_timeout(c.ssl), 1);
+    n = tclient_take(&c, buf, sizeof buf);
+    CHECK(n > 0);
+    CHECK_EQ_INT(wrtc_dtls_feed(s, buf, n), WRTC_DTLS_CONNECTED);
+    int again = 0;
+    while ((m = wrtc_dtls_pull(s, out, sizeof out)) > 0) {
+        again++;
+        tclient_give(&c, out, (size_t)m);
+    }
+    CHECK(again > 0);
+    CHECK_EQ_INT(tclient_step(&c), 1);
+    rtp_srtp_key in, o, cw, sw;
+    CHECK_EQ_INT(wrtc_dtls_srtp_keys(s, &in, &o), 0);
+    CHECK_EQ_INT(tclient_keys(&c, &cw, &sw), 0);
+    CHECK(memcmp(in.key, cw.key, 28) == 0 && memcmp(o.key, sw.key, 28) == 0);
+    wrtc_dtls_free(s);
+    tclient_free(&c);
+}
+
 TEST(pem_files)
 {
     tclient c;
@@ -335,6 +385,7 @@ int main(void)
     RUN(no_srtp_profile);
     RUN(garbage);
     RUN(retransmission);
+    RUN(lost_last_flight);
     RUN(pem_files);
     wrtc_dtls_ctx_free(ctx);
     return test_summary();
