@@ -4,10 +4,11 @@
 #   make check      install missing packages, build, run every test; ends with "N passed, N failed"
 #   make asan       the same suite under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)
 #   make bench      benchmarks (figures printed, never pass/fail)
+#   make browser    checks against a real headless Chromium (tests/browser/; needs chromium)
 #   make run        run a development node (installs what is missing first)
 #   make format     clang-format every C file
 #
-# A folder is a module; dependencies point one way:  lib <- store, rtp <- signalling <- voice.
+# A folder is a module; dependencies point one way:  lib <- store, rtp <- webrtc <- signalling <- voice.
 # voice/ holds the node itself (main, HTTP/WS edge) and links everything.
 
 # no built-in rules: they would try to "remake" the included .d files (e.g. link replay_x.d from
@@ -50,7 +51,7 @@ SRTP_CFLAGS  = -I$(SRTP_PREFIX)/include
 SRTP_LIBS    = $(SRTP_LIB) $(shell pkg-config --libs libcrypto)
 
 # ---- modules ---------------------------------------------------------------------------------
-CORE_MODS := lib store rtp signalling
+CORE_MODS := lib store rtp webrtc signalling
 CORE_SRC  := $(foreach m,$(CORE_MODS),$(wildcard $(m)/*.c))
 NODE_SRC  := $(filter-out voice/main.c,$(wildcard voice/*.c))
 CORE_OBJ  := $(CORE_SRC:%.c=$(BUILD)/%.o)
@@ -76,13 +77,18 @@ FUZZ_NAMES := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)
 REPLAY_BIN := $(FUZZ_NAMES:%=$(BUILD)/tests/unit/fuzz/test_fuzz_%)
 FUZZ_SECONDS ?= 60
 
+# browser checks: tests/browser/*.c are their helpers (wrtc_peer: one webrtc transport for a real
+# Chromium); `make browser` runs tests/browser/*.py, never part of `make check` (needs chromium)
+BROWSER_SRC := $(wildcard tests/browser/*.c)
+BROWSER_BIN := $(BROWSER_SRC:%.c=$(BUILD)/%)
+
 # benchmark tools: tests/bench/*.c, each its own binary
 BENCH_SRC := $(wildcard tests/bench/*.c)
 BENCH_BIN := $(BENCH_SRC:%.c=$(BUILD)/%)
 
-.PHONY: all check asan bench run format deps clean fuzz
+.PHONY: all check asan bench run format deps clean fuzz browser
 .SECONDARY:
-all: $(SRTP_LIB) $(VOXD) $(UNIT_BIN) $(BENCH_BIN) $(REPLAY_BIN)
+all: $(SRTP_LIB) $(VOXD) $(UNIT_BIN) $(BENCH_BIN) $(REPLAY_BIN) $(BROWSER_BIN)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -90,7 +96,7 @@ $(BUILD)/%.o: %.c
 
 # objects that include <srtp2/srtp.h>: our headers first, and the library built before them
 SRTP_OBJ := $(BUILD)/rtp/rtp_worker.o $(BUILD)/tests/unit/rtp/test_worker.o \
-            $(BUILD)/tests/fuzz/fuzz_srtp.o
+            $(BUILD)/tests/fuzz/fuzz_srtp.o $(BROWSER_SRC:%.c=$(BUILD)/%.o)
 $(SRTP_OBJ): private CFLAGS := $(SRTP_CFLAGS) $(CFLAGS)
 $(SRTP_OBJ): | $(SRTP_LIB)
 
@@ -147,6 +153,13 @@ $(BUILD)/tests/bench/relay_gen: $(BUILD)/tests/bench/relay_gen.o $(RB_OBJ) $(BUI
 
 $(BUILD)/tests/bench/ceiling_relay: $(BUILD)/tests/bench/ceiling_relay.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(SRTP_LIBS) $(LDLIBS)
+
+$(BUILD)/tests/browser/%: $(BUILD)/tests/browser/%.o $(BUILD)/libvoxcore.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(SRTP_LIBS) $(LDLIBS)
+
+browser: deps
+	@$(MAKE) --no-print-directory $(BROWSER_BIN)
+	@set -e; for t in tests/browser/*.py; do BUILD=$(BUILD) /usr/bin/python3 $$t; done
 
 # srtp_bench measures Debian's libsrtp2 (NSS): it links neither libvoxcore.a nor our libsrtp
 $(BUILD)/tests/bench/srtp_bench: $(BUILD)/tests/bench/srtp_bench.o
