@@ -50,7 +50,8 @@ export function failed() {
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** Polls fn() (async ok) until truthy or the deadline; returns its value or throws Fail. */
+/** Polls fn() (async ok) until truthy or the deadline; returns its value or throws Fail. A Fail
+ *  thrown by fn ends the wait at once; other errors are retried. */
 export async function waitFor(fn, ms, what) {
   const end = Date.now() + ms;
   let last;
@@ -59,6 +60,7 @@ export async function waitFor(fn, ms, what) {
       last = await fn();
       if (last) return last;
     } catch (e) {
+      if (e instanceof Fail) throw e; // a definite failure: no point in waiting
       last = e;
     }
     if (Date.now() >= end) {

@@ -56,7 +56,10 @@ def run_script(script, deadline_s, extra_env=None, node_args=()):
         "VOXD_RPC_URL": "http://127.0.0.1:%d" % n.rpc_port,
         "VOXD_RPC_SECRET": RPC_SECRET,
         "VOXD_ARTIFACTS": ARTIFACTS,
+        "VOXD_RPC_SECRET_FILE": os.path.join(n.tmp, "rpc.secret"),
         "CHROMIUM": CHROMIUM,
+        # the native client, for the browser + voxclient case (run only where it is built)
+        "VOXCLIENT_BIN": os.path.join(os.path.dirname(os.path.abspath(n.bin)), "voxclient"),
     })
     env.update(extra_env or {})
     errpath = os.path.join(LOGDIR, "browser-%s-%d.stderr" % (script, os.getpid()))
@@ -78,7 +81,7 @@ def run_script(script, deadline_s, extra_env=None, node_args=()):
                     name, _, why = rest.partition(": ")
                     not_ok(name, why or "failed")
                 elif line:
-                    print("# %s: %s" % (script, line), flush=True)
+                    print("# %s: %s" % (script, line.lstrip("# ")), flush=True)
 
         t = threading.Thread(target=pump, daemon=True)
         t.start()
