@@ -89,6 +89,7 @@ try {
         let op = null;
         try { op = JSON.parse(m).op; } catch { /* forwarded as is */ }
         seen.toNode.push(op);
+        if (op === 1) seen.select = { raw: String(m), d: JSON.parse(m).d };
         if (op === 1) return; // Select Protocol held back (see the top of this file)
         server.send(m);
       });
@@ -120,6 +121,21 @@ try {
     expect(seen.fromNode.includes(8) && seen.fromNode.includes(2), `ops from the node ${seen.fromNode}`);
     expect(seen.toNode[0] === 0 || seen.toNode.includes(0), `ops to the node ${seen.toNode}`);
     expect(seen.toNode.includes(1), "the client sent no Select Protocol after Ready");
+    // the offer follows docs/protocol.md "Media: the webrtc transport"
+    const sel = seen.select.d;
+    expect(sel.protocol === "webrtc" && typeof sel.sdp === "string", "select " + seen.select.raw.slice(0, 200));
+    expect(seen.select.raw.length < 16384, `Select Protocol is ${seen.select.raw.length} bytes (limit 16 KiB)`);
+    const sections = sel.sdp.split(/\r\n(?=m=)/).slice(1);
+    const want = [["0", "sendonly"], ["1", "recvonly"], ["2", "recvonly"], ["3", "recvonly"]];
+    expect(sections.length === 4, `${sections.length} m-sections`);
+    sections.forEach((m, i) => {
+      expect(m.startsWith("m=audio ") && m.includes(`\r\na=mid:${want[i][0]}\r\n`) &&
+             m.includes(`\r\na=${want[i][1]}\r\n`) && m.includes("\r\na=rtcp-mux\r\n") &&
+             /a=rtpmap:\d+ opus\/48000\/2/.test(m) &&
+             m.includes("urn:ietf:params:rtp-hdrext:ssrc-audio-level"),
+             `m-section ${i} is not audio mid ${want[i][0]} ${want[i][1]} with opus, rtcp-mux, level: ${m.slice(0, 300)}`);
+    });
+    expect(/\r\na=group:BUNDLE 0 1 2 3\r\n/.test(sel.sdp), "no BUNDLE 0 1 2 3");
     expect(await page.getByRole("button", { name: "Leave" }).isEnabled(), "Leave disabled");
     expect(await page.getByRole("button", { name: "Join" }).isDisabled(), "Join enabled while in");
     await page.screenshot({ path: artifact("demo-smoke-ready.png") });
