@@ -6,6 +6,9 @@ web/voxclient.js).
 
   tests/browser/smoke.mjs   always: the browser's own audio/WebRTC path, the demo page up to
                             Ready and Leave, a refused token.
+  tests/browser/client.mjs  always: web/voxclient.js against a stand-in node (a WebSocket route
+                            and a second page answering its offer): slots to mids, events,
+                            resume, mute, leave.
   tests/browser/webrtc.mjs  only with VOXD_WEBRTC=1 (until the node's webrtc transport lands, a
                             Select Protocol "webrtc" is closed with 4012): two and three pages
                             hearing each other, leave notices, server mute, resume, a 45 s call,
@@ -121,6 +124,7 @@ if missing:
 
 os.makedirs(ARTIFACTS, exist_ok=True)
 run_script("smoke.mjs", 120)
+run_script("client.mjs", 120)
 if os.environ.get("VOXD_WEBRTC") == "1":
     run_script("webrtc.mjs", 240)
 else:
