@@ -12,7 +12,10 @@ PKGS=(
   prometheus
   python3 python3-websocket
   curl ca-certificates procps iproute2
+  chromium
 )
+# Node.js (browser tests): the machine's own (v20) when present, else Debian's
+command -v node >/dev/null 2>&1 || PKGS+=(nodejs npm)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -21,7 +24,20 @@ for p in "${PKGS[@]}"; do
   fi
 done
 
+# The browser tests' npm packages (playwright-core, pinned by tests/browser/package-lock.json) into
+# tests/browser/node_modules: `npm ci` when they are missing or the lock file changed since.
+npm_deps() {
+  local dir
+  dir="$(dirname "$0")/../tests/browser"
+  if [ ! -d "$dir/node_modules/playwright-core" ] ||
+     [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    echo "install-deps: npm ci in tests/browser" >&2
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
+  npm_deps
   exit 0
 fi
 
@@ -37,3 +53,5 @@ $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 if printf '%s\n' "${missing[@]}" | grep -qx prometheus; then
   if command -v service >/dev/null 2>&1; then $SUDO service prometheus stop >/dev/null 2>&1 || true; fi
 fi
+
+npm_deps
