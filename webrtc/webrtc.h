@@ -24,7 +24,19 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "rtp/rtp.h" /* rtp_srtp_key, rtp_srtp_profile */
+/* SRTP keys as the DTLS exporter gives them. The values and layout are rtp/rtp.h's rtp_srtp_*
+ * (the media worker, which depends on this module, converts); this module depends on nothing of
+ * ours, so rtp/ may use it. */
+typedef enum wrtc_srtp_profile {
+    WRTC_SRTP_AES_CM_128_HMAC_SHA1_80 = 1, /* master key 16 + salt 14 bytes */
+    WRTC_SRTP_AEAD_AES_128_GCM = 2,        /* master key 16 + salt 12 bytes */
+} wrtc_srtp_profile;
+#define WRTC_SRTP_KEY_MAX 30
+typedef struct wrtc_srtp_key {
+    wrtc_srtp_profile profile;
+    uint8_t key[WRTC_SRTP_KEY_MAX]; /* master key then master salt */
+} wrtc_srtp_key;
+#define WRTC_SDP_MAX_SLOTS 8 /* downstream slots an answer can name (rtp's RTP_ROOM_MAX_SLOTS) */
 
 /* ==== STUN for ICE-lite =========================================================================
  *
@@ -212,7 +224,7 @@ typedef struct wrtc_sdp_answer_params {
     const char *cname;          /* for the a=ssrc cname lines, e.g. "voxd" */
     const char *stream_id;      /* msid stream id, e.g. "voxd" */
     const uint32_t *slot_ssrcs; /* the listener's N downstream slot SSRCs */
-    unsigned n_slots;           /* 1–RTP_ROOM_MAX_SLOTS */
+    unsigned n_slots;           /* 1–WRTC_SDP_MAX_SLOTS */
 } wrtc_sdp_answer_params;
 
 /* Writes the answer to `o` into buf (capacity cap, NUL-terminated). Its length, -ENOSPC or
@@ -273,11 +285,11 @@ wrtc_dtls_state wrtc_dtls_get_state(const wrtc_dtls *d);
  * "no_srtp_profile", "timeout", "handshake" (anything else OpenSSL refused); "" otherwise. */
 const char *wrtc_dtls_fail_reason(const wrtc_dtls *d);
 /* The negotiated SRTP profile once CONNECTED, else 0. */
-rtp_srtp_profile wrtc_dtls_profile(const wrtc_dtls *d);
+wrtc_srtp_profile wrtc_dtls_profile(const wrtc_dtls *d);
 const char *wrtc_dtls_state_name(wrtc_dtls_state s);
 /* Once CONNECTED: the negotiated profile's keys, split per RFC 5764 §4.2, each master key then
- * salt as rtp_srtp_key wants them: `in` = the client's write key (unprotects what the browser
+ * salt as wrtc_srtp_key wants them: `in` = the client's write key (unprotects what the browser
  * sends), `out` = the server's write key (protects what we send). 0, or -EAGAIN (not connected). */
-int wrtc_dtls_srtp_keys(const wrtc_dtls *d, rtp_srtp_key *in, rtp_srtp_key *out);
+int wrtc_dtls_srtp_keys(const wrtc_dtls *d, wrtc_srtp_key *in, wrtc_srtp_key *out);
 
 #endif

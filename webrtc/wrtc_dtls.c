@@ -63,8 +63,8 @@ struct wrtc_dtls {
     wrtc_dtls_state state;
     const char *fail_reason;
     bool fp_mismatch, no_cert;
-    rtp_srtp_profile profile;
-    rtp_srtp_key in, out;
+    wrtc_srtp_profile profile;
+    wrtc_srtp_key in, out;
 };
 
 /* ---- context ----------------------------------------------------------------------------------
@@ -268,10 +268,10 @@ static int on_connected(wrtc_dtls *d)
     const SRTP_PROTECTION_PROFILE *p = SSL_get_selected_srtp_profile(d->ssl);
     size_t key_len = 16, salt_len;
     if (p && p->id == SRTP_AEAD_AES_128_GCM) {
-        d->profile = RTP_SRTP_AEAD_AES_128_GCM;
+        d->profile = WRTC_SRTP_AEAD_AES_128_GCM;
         salt_len = 12;
     } else if (p && p->id == SRTP_AES128_CM_SHA1_80) {
-        d->profile = RTP_SRTP_AES_CM_128_HMAC_SHA1_80;
+        d->profile = WRTC_SRTP_AES_CM_128_HMAC_SHA1_80;
         salt_len = 14;
     } else {
         SSL_shutdown(d->ssl); /* a close_notify for the peer */
@@ -401,13 +401,13 @@ const char *wrtc_dtls_fail_reason(const wrtc_dtls *d)
     return d->fail_reason;
 }
 
-rtp_srtp_profile wrtc_dtls_profile(const wrtc_dtls *d)
+wrtc_srtp_profile wrtc_dtls_profile(const wrtc_dtls *d)
 {
     return d->state == WRTC_DTLS_CONNECTED || d->state == WRTC_DTLS_CLOSED ? d->profile
-                                                                           : (rtp_srtp_profile)0;
+                                                                           : (wrtc_srtp_profile)0;
 }
 
-int wrtc_dtls_srtp_keys(const wrtc_dtls *d, rtp_srtp_key *in, rtp_srtp_key *out)
+int wrtc_dtls_srtp_keys(const wrtc_dtls *d, wrtc_srtp_key *in, wrtc_srtp_key *out)
 {
     if (d->state != WRTC_DTLS_CONNECTED) return -EAGAIN;
     *in = d->in;

@@ -543,7 +543,7 @@ static bool valid_params(const wrtc_sdp_answer_params *a, bool *v6)
         *v6 = true;
     else
         return false;
-    if (a->port == 0 || a->n_slots == 0 || a->n_slots > RTP_ROOM_MAX_SLOTS) return false;
+    if (a->port == 0 || a->n_slots == 0 || a->n_slots > WRTC_SDP_MAX_SLOTS) return false;
     if (a->session_id >= (1ull << 63)) return false;
     return safe_token(a->cname) && safe_token(a->stream_id);
 }

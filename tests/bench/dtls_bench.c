@@ -55,7 +55,7 @@ static int one(wrtc_dtls_ctx *ctx, tclient *c, const char *label)
         server_s += now_cpu() - t;
         if (src < 0 || done < 0) break;
     }
-    rtp_srtp_key in, o;
+    wrtc_srtp_key in, o;
     t = now_cpu();
     int rc = wrtc_dtls_srtp_keys(s, &in, &o);
     wrtc_dtls_free(s);

@@ -36,7 +36,7 @@ typedef struct peer {
     int stun_ok, stun_use_candidate, stun_after_dtls, stun_refused;
     int rtp_in, rtp_ok, rtp_voiced, rtcp_ok, sent;
     int level_min, level_max;
-    rtp_srtp_profile profile;
+    wrtc_srtp_profile profile;
 } peer;
 
 static double now_s(void)
@@ -46,11 +46,11 @@ static double now_s(void)
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-static int make_srtp(srtp_t *s, const rtp_srtp_key *k, srtp_ssrc_type_t type)
+static int make_srtp(srtp_t *s, const wrtc_srtp_key *k, srtp_ssrc_type_t type)
 {
     srtp_policy_t p;
     memset(&p, 0, sizeof p);
-    if (k->profile == RTP_SRTP_AEAD_AES_128_GCM) {
+    if (k->profile == WRTC_SRTP_AEAD_AES_128_GCM) {
         srtp_crypto_policy_set_aes_gcm_128_16_auth(&p.rtp);
         srtp_crypto_policy_set_aes_gcm_128_16_auth(&p.rtcp);
     } else {
@@ -99,7 +99,7 @@ static void on_dtls(peer *pr, const uint8_t *b, size_t n, const struct sockaddr_
         sendto(pr->fd, out, (size_t)m, 0, (const struct sockaddr *)from, fl);
     if (rc < 0) fprintf(stderr, "dtls: %d %s\n", rc, wrtc_dtls_fail_reason(pr->dtls));
     if (rc == WRTC_DTLS_CONNECTED && !pr->in) {
-        rtp_srtp_key in, outk;
+        wrtc_srtp_key in, outk;
         wrtc_dtls_srtp_keys(pr->dtls, &in, &outk);
         pr->profile = in.profile;
         if (make_srtp(&pr->in, &in, ssrc_any_inbound) ||
@@ -154,7 +154,7 @@ int main(int argc, char **argv)
 {
     unsigned slots = argc > 1 ? (unsigned)atoi(argv[1]) : 3;
     double secs = argc > 2 ? atof(argv[2]) : 12;
-    if (slots < 1 || slots > RTP_ROOM_MAX_SLOTS) return 2;
+    if (slots < 1 || slots > WRTC_SDP_MAX_SLOTS) return 2;
     static peer pr;
     pr.level_min = 128;
     static char text[WRTC_SDP_MAX_LEN + 1];
@@ -173,7 +173,7 @@ int main(int argc, char **argv)
     if (bind(pr.fd, (struct sockaddr *)&a, sizeof a) ||
         getsockname(pr.fd, (struct sockaddr *)&a, &al))
         return 1;
-    uint32_t ssrcs[RTP_ROOM_MAX_SLOTS];
+    uint32_t ssrcs[WRTC_SDP_MAX_SLOTS];
     for (unsigned i = 0; i < slots; i++)
         ssrcs[i] = 1111 * (i + 1);
     wrtc_sdp_answer_params ap = {.ice_ufrag = UFRAG,
@@ -237,8 +237,8 @@ int main(int argc, char **argv)
             pr.stun_ok, pr.stun_use_candidate, pr.stun_after_dtls, pr.stun_refused,
             wrtc_dtls_state_name(wrtc_dtls_get_state(pr.dtls)),
             wrtc_dtls_fail_reason(pr.dtls)[0] ? wrtc_dtls_fail_reason(pr.dtls) : "-",
-            pr.profile == RTP_SRTP_AEAD_AES_128_GCM          ? "AEAD_AES_128_GCM"
-            : pr.profile == RTP_SRTP_AES_CM_128_HMAC_SHA1_80 ? "AES_CM_128_HMAC_SHA1_80"
+            pr.profile == WRTC_SRTP_AEAD_AES_128_GCM          ? "AEAD_AES_128_GCM"
+            : pr.profile == WRTC_SRTP_AES_CM_128_HMAC_SHA1_80 ? "AES_CM_128_HMAC_SHA1_80"
                                                              : "-",
             pr.rtp_in, pr.rtp_ok, pr.rtp_voiced, pr.level_min, pr.level_max, pr.rtcp_ok, pr.sent);
     if (pr.in) srtp_dealloc(pr.in);

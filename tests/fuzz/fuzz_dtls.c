@@ -55,7 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         long ms = wrtc_dtls_timeout_ms(d);
         CHECK_(ms >= -1);
-        rtp_srtp_key in, o;
+        wrtc_srtp_key in, o;
         if (wrtc_dtls_get_state(d) != WRTC_DTLS_CONNECTED)
             CHECK_(wrtc_dtls_srtp_keys(d, &in, &o) == -EAGAIN);
     }

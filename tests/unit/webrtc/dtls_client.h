@@ -122,7 +122,7 @@ static inline void tclient_give(tclient *c, const uint8_t *p, size_t n)
 }
 
 /* The client's view of the SRTP keys: its write key (client key + salt) and the server's. */
-static inline int tclient_keys(tclient *c, rtp_srtp_key *client_write, rtp_srtp_key *server_write)
+static inline int tclient_keys(tclient *c, wrtc_srtp_key *client_write, wrtc_srtp_key *server_write)
 {
     const SRTP_PROTECTION_PROFILE *p = SSL_get_selected_srtp_profile(c->ssl);
     if (!p) return -1;
@@ -134,8 +134,8 @@ static inline int tclient_keys(tclient *c, rtp_srtp_key *client_write, rtp_srtp_
     memset(client_write, 0, sizeof *client_write);
     memset(server_write, 0, sizeof *server_write);
     client_write->profile = server_write->profile = p->id == SRTP_AEAD_AES_128_GCM
-                                                        ? RTP_SRTP_AEAD_AES_128_GCM
-                                                        : RTP_SRTP_AES_CM_128_HMAC_SHA1_80;
+                                                        ? WRTC_SRTP_AEAD_AES_128_GCM
+                                                        : WRTC_SRTP_AES_CM_128_HMAC_SHA1_80;
     memcpy(client_write->key, km, 16);
     memcpy(server_write->key, km + 16, 16);
     memcpy(client_write->key + 16, km + 32, salt);

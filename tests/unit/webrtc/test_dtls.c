@@ -64,7 +64,7 @@ static void pump(wrtc_dtls *s, tclient *c, run *r)
     }
 }
 
-static void check_handshake(const char *profiles, rtp_srtp_profile want)
+static void check_handshake(const char *profiles, wrtc_srtp_profile want)
 {
     tclient c;
     CHECK_EQ_INT(tclient_init(&c, profiles), 0);
@@ -72,7 +72,7 @@ static void check_handshake(const char *profiles, rtp_srtp_profile want)
     wrtc_dtls *s;
     CHECK_EQ_INT(wrtc_dtls_new(ctx, c.fp, &s), 0);
     CHECK_EQ_INT(wrtc_dtls_get_state(s), WRTC_DTLS_HANDSHAKING);
-    rtp_srtp_key in, out, cw, sw;
+    wrtc_srtp_key in, out, cw, sw;
     CHECK_EQ_INT(wrtc_dtls_srtp_keys(s, &in, &out), -EAGAIN);
     run r = {0};
     pump(s, &c, &r);
@@ -84,7 +84,7 @@ static void check_handshake(const char *profiles, rtp_srtp_profile want)
     CHECK_EQ_INT(wrtc_dtls_profile(s), want);
     CHECK_EQ_INT(wrtc_dtls_srtp_keys(s, &in, &out), 0);
     CHECK_EQ_INT(tclient_keys(&c, &cw, &sw), 0);
-    size_t klen = want == RTP_SRTP_AEAD_AES_128_GCM ? 28 : 30;
+    size_t klen = want == WRTC_SRTP_AEAD_AES_128_GCM ? 28 : 30;
     CHECK_EQ_INT(in.profile, want);
     CHECK_EQ_INT(out.profile, want);
     CHECK(memcmp(in.key, cw.key, klen) == 0);  /* the client's write key unprotects its packets */
@@ -104,19 +104,19 @@ static void check_handshake(const char *profiles, rtp_srtp_profile want)
 
 TEST(handshake_aes_cm)
 {
-    check_handshake("SRTP_AES128_CM_SHA1_80", RTP_SRTP_AES_CM_128_HMAC_SHA1_80);
+    check_handshake("SRTP_AES128_CM_SHA1_80", WRTC_SRTP_AES_CM_128_HMAC_SHA1_80);
 }
 
 TEST(handshake_gcm)
 {
-    check_handshake("SRTP_AEAD_AES_128_GCM", RTP_SRTP_AEAD_AES_128_GCM);
+    check_handshake("SRTP_AEAD_AES_128_GCM", WRTC_SRTP_AEAD_AES_128_GCM);
 }
 
 /* Chrome's order (GCM 256 first, which we do not do): our preference picks GCM 128 */
 TEST(handshake_chrome_profiles)
 {
     check_handshake("SRTP_AEAD_AES_256_GCM:SRTP_AEAD_AES_128_GCM:SRTP_AES128_CM_SHA1_80",
-                    RTP_SRTP_AEAD_AES_128_GCM);
+                    WRTC_SRTP_AEAD_AES_128_GCM);
 }
 
 TEST(fingerprint_mismatch)
@@ -136,7 +136,7 @@ TEST(fingerprint_mismatch)
     CHECK_EQ_STR(wrtc_dtls_fail_reason(s), "fingerprint_mismatch");
     /* the alert reached the client, whose handshake fails */
     CHECK_EQ_INT(tclient_step(&c), -1);
-    rtp_srtp_key in, out;
+    wrtc_srtp_key in, out;
     CHECK_EQ_INT(wrtc_dtls_srtp_keys(s, &in, &out), -EAGAIN);
     uint8_t junk[20] = {22, 0xfe, 0xfd};
     CHECK_EQ_INT(wrtc_dtls_feed(s, junk, sizeof junk), -EPROTO);
@@ -324,7 +324,7 @@ TEST(lost_last_flight)
     }
     CHECK(again > 0);
     CHECK_EQ_INT(tclient_step(&c), 1);
-    rtp_srtp_key in, o, cw, sw;
+    wrtc_srtp_key in, o, cw, sw;
     CHECK_EQ_INT(wrtc_dtls_srtp_keys(s, &in, &o), 0);
     CHECK_EQ_INT(tclient_keys(&c, &cw, &sw), 0);
     CHECK(memcmp(in.key, cw.key, 28) == 0 && memcmp(o.key, sw.key, 28) == 0);

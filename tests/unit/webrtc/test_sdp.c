@@ -459,7 +459,7 @@ TEST(answer_params)
     CHECK(wrtc_sdp_answer(&o, &a, ans, sizeof ans) > 0);
     a = params(), a.n_slots = 0;
     CHECK_EQ_INT(wrtc_sdp_answer(&o, &a, ans, sizeof ans), -EINVAL);
-    a = params(), a.n_slots = RTP_ROOM_MAX_SLOTS + 1;
+    a = params(), a.n_slots = WRTC_SDP_MAX_SLOTS + 1;
     CHECK_EQ_INT(wrtc_sdp_answer(&o, &a, ans, sizeof ans), -EINVAL);
     a = params(), a.ip = "localhost";
     CHECK_EQ_INT(wrtc_sdp_answer(&o, &a, ans, sizeof ans), -EINVAL);
