@@ -559,15 +559,25 @@ static void on_message(vc_session *s)
         ev.sdesc = &s->sd;
         emit(s, &ev);
         break;
-    case 5: { /* Speaking */
+    case 5: { /* Speaking: user_id and connection_id are both strings or both null */
         json_int_t slot;
-        const char *uid = NULL, *cid = NULL;
-        if (json_unpack_ex(d, &e, JSON_STRICT, "{s:I,s:s?,s:s?}", "slot", &slot, "user_id", &uid,
-                           "connection_id", &cid) < 0 ||
-            slot < 0 || slot >= VC_MAX_SLOTS) {
+        json_t *juid, *jcid;
+        if (json_unpack_ex(d, &e, JSON_STRICT, "{s:I,s:o,s:o}", "slot", &slot, "user_id", &juid,
+                           "connection_id", &jcid) < 0) {
             s_fail(s, -EPROTO, "Speaking: d: %s", e.text);
             break;
         }
+        if (slot < 0 || slot >= VC_MAX_SLOTS) {
+            s_fail(s, -EPROTO, "Speaking: d.slot: %lld out of range", (long long)slot);
+            break;
+        }
+        if (!(json_is_string(juid) && json_is_string(jcid)) &&
+            !(json_is_null(juid) && json_is_null(jcid))) {
+            s_fail(s, -EPROTO,
+                   "Speaking: d.user_id and d.connection_id: both strings or both null");
+            break;
+        }
+        const char *uid = json_string_value(juid), *cid = json_string_value(jcid);
         ev.kind = VC_EV_SPEAKING;
         ev.slot = (int)slot;
         ev.user_id = uid;
