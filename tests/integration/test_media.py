@@ -1,0 +1,112 @@
+#!/usr/bin/python3
+"""
+Audio through the real relay, judged by ear: voxclient processes (build/voxclient) join one
+channel of a real voxd over voice.connect, each sending a sine tone of its own frequency over
+SRTP; each report says what its client decoded on each slot (dominant frequency of the decoded
+Opus audio) and from which speaker (per Speaking). Every client must hear exactly the other
+clients' frequencies, never its own, with no loss on loopback, and the roster must name the
+others. Also: GCM; a server-muted participant is heard by nobody but still hears everyone.
+The signalling half of the transport is tests/integration/test_voice_media.py.
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from voxlib import RPC_SECRET, VoxClient, case, expect, finish, snowflake, start_node  # noqa: E402
+
+node = start_node("--pending-timeout", "600s")
+secret_file = os.path.join(node.tmp, "vc-rpc.secret")
+with open(secret_file, "w") as f:
+    f.write(RPC_SECRET)
+
+DURATION = 3  # seconds of tone per client: 150 packets each
+TOL_HZ = 3
+
+
+def run(guild, channel, freqs, *extra):
+    """One voxclient per frequency (user id = a fresh snowflake), all at once; returns
+    [(user_id, freq, exit code, report)]."""
+    users = [snowflake() for _ in freqs]
+    cs = [VoxClient("--rpc", "http://127.0.0.1:%d" % node.rpc_port, "--rpc-secret-file",
+                    secret_file, "--guild", guild, "--channel", channel, "--user", u,
+                    "--session", "s" + u, "--freq", f, "--duration", DURATION, *extra)
+          for u, f in zip(users, freqs)]
+    out = []
+    for u, f, c in zip(users, freqs, cs):
+        rc, rep = c.wait(DURATION + 20)
+        expect(rep is not None, "client %s (%d Hz): no report, exit %r, stderr %r" % (
+            u, f, rc, c.err[-300:]))
+        out.append((u, f, rc, rep))
+    return out
+
+
+def heard(rep):
+    """{user_id: freq} of every slot that carried packets, and the slots' frequencies."""
+    slots = [s for s in rep["slots"] if s["packets"] > 0]
+    return slots, {u: s["freq_hz"] for u, s in rep["speakers"].items() if s["packets"] > 0}
+
+
+def expect_hears(u, f, rep, expected, what):
+    """rep (client u at f Hz) heard exactly `expected` = {user_id: freq}."""
+    slots, speakers = heard(rep)
+    got = sorted(round(s["freq_hz"]) for s in slots if s["freq_hz"] is not None)
+    expect(len(slots) == len(expected) and len(got) == len(expected) and
+           all(abs(a - b) < TOL_HZ for a, b in zip(got, sorted(expected.values()))),
+           "%s: client %s (%d Hz) heard slots at %r Hz, expected %r" % (
+               what, u, f, got, sorted(expected.values())))
+    for s in slots:
+        expect(s["ratio"] > 0.5 and s["lost"] == 0 and s["packets"] >= DURATION * 50 // 2,
+               "%s: client %s slot %r" % (what, u, s))
+        expect(s["latency_ms"] is not None and s["latency_ms"]["p50"] < 50,
+               "%s: client %s slot %d latency %r" % (what, u, s["slot"], s["latency_ms"]))
+    expect(set(speakers) == set(expected) and
+           all(abs(speakers[k] - expected[k]) < TOL_HZ for k in expected),
+           "%s: client %s speakers %r, expected %r" % (what, u, speakers, expected))
+
+
+@case("three clients at 440, 660 and 880 Hz: each hears exactly the other two (AES_CM)")
+def _():
+    res = run(snowflake(), snowflake(), (440, 660, 880))
+    for u, f, rc, rep in res:
+        expect(rc == 0 and rep["close"] is None, "client %s exit %r close %r" % (
+            u, rc, rep["close"]))
+        expect(rep["user_id"] == u and rep["sent"] >= DURATION * 50 * 0.8,
+               "client %s report %r" % (u, {k: rep[k] for k in ("user_id", "sent")}))
+        others = {ou: of for ou, of, _, _ in res if ou != u}
+        expect_hears(u, f, rep, others, "AES_CM")
+        expect(sorted(rep["roster"]) == sorted(others), "client %s roster %r" % (
+            u, rep["roster"]))
+        expect(rep["rx"]["auth_fail"] == 0 and rep["rx"]["unknown_ssrc"] == 0,
+               "client %s rx %r" % (u, rep["rx"]))
+
+
+@case("two clients with --mode gcm (AEAD_AES_128_GCM) hear each other")
+def _():
+    res = run(snowflake(), snowflake(), (500, 750), "--mode", "gcm")
+    for u, f, rc, rep in res:
+        expect(rc == 0, "client %s exit %r close %r" % (u, rc, rep["close"]))
+        expect(any("mode=AEAD_AES_128_GCM" in e["ev"] for e in rep["events"]),
+               "client %s events %r" % (u, rep["events"]))
+        expect_hears(u, f, rep, {ou: of for ou, of, _, _ in res if ou != u}, "GCM")
+
+
+@case("a server-muted client (voice.set_server_state) is heard by nobody and hears both others")
+def _():
+    g, ch = snowflake(), snowflake()
+    users = [snowflake() for _ in range(3)]
+    freqs = (440, 660, 880)
+    node.rpc_ok("voice.set_server_state", {"guild_id": g, "user_id": users[2], "mute": True})
+    cs = [VoxClient("--rpc", "http://127.0.0.1:%d" % node.rpc_port, "--rpc-secret-file",
+                    secret_file, "--guild", g, "--channel", ch, "--user", u, "--session",
+                    "s" + u, "--freq", f, "--duration", DURATION) for u, f in zip(users, freqs)]
+    reps = []
+    for u, c in zip(users, cs):
+        rc, rep = c.wait(DURATION + 20)
+        expect(rc == 0 and rep, "client %s exit %r" % (u, rc))
+        reps.append(rep)
+    expect_hears(users[0], 440, reps[0], {users[1]: 660}, "muted 880")
+    expect_hears(users[1], 660, reps[1], {users[0]: 440}, "muted 880")
+    expect_hears(users[2], 880, reps[2], {users[0]: 440, users[1]: 660}, "muted 880 listening")
+
+
+finish()
