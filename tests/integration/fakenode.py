@@ -204,6 +204,24 @@ class FakeNode:
             c.user_id = tok[5:]
             c.send(2, {"connection_id": c.connection_id, "user_id": c.user_id,
                        "session_id": "s", "resume_token": "r" * 22})
+        elif op == 7:  # Resume: the new socket takes the old one's session over
+            with self.lock:
+                old = next((o for o in self.conns if o is not c and
+                            o.connection_id == d.get("connection_id")), None)
+            if old is None or d.get("resume_token") != "r" * 22:
+                c.close(4006, "session no longer valid")
+                return
+            for k in ("user_id", "connection_id", "ssrc", "send_key", "mode", "peer"):
+                setattr(c, k, getattr(old, k))
+            if c.peer:
+                c.peer.peer = c
+            with self.lock:
+                self.conns.remove(old)
+            c.send(9, {})
+            if c.peer:
+                c.send(5, {"slot": 0, "user_id": c.peer.user_id,
+                           "connection_id": c.peer.connection_id})
+                c.send(12, {"user_id": c.peer.user_id, "connection_id": c.peer.connection_id})
         elif op == 1:
             mode = next((m for m in d["modes"] if m in self.MODES), None)
             if d.get("protocol") != "srtp" or mode is None:

@@ -5,14 +5,19 @@ channel of a real voxd over voice.connect, each sending a sine tone of its own f
 SRTP; each report says what its client decoded on each slot (dominant frequency of the decoded
 Opus audio) and from which speaker (per Speaking). Every client must hear exactly the other
 clients' frequencies, never its own, with no loss on loopback, and the roster must name the
-others. Also: GCM; a server-muted participant is heard by nobody but still hears everyone.
+others. Also: GCM; a server-muted participant is heard by nobody but still hears everyone; a
+voice WebSocket cut mid-call (a TCP proxy, no close frame) is resumed with --resume.
 The signalling half of the transport is tests/integration/test_voice_media.py.
 """
 import os
+import socket
 import sys
+import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from voxlib import RPC_SECRET, VoxClient, case, expect, finish, snowflake, start_node  # noqa: E402
+from voxlib import (RPC_SECRET, VoxClient, case, expect, finish, snowflake,  # noqa: E402
+                    start_node, wait_until)
 
 node = start_node("--pending-timeout", "600s")
 secret_file = os.path.join(node.tmp, "vc-rpc.secret")
@@ -107,6 +112,89 @@ def _():
     expect_hears(users[0], 440, reps[0], {users[1]: 660}, "muted 880")
     expect_hears(users[1], 660, reps[1], {users[0]: 440}, "muted 880")
     expect_hears(users[2], 880, reps[2], {users[0]: 440, users[1]: 660}, "muted 880 listening")
+
+
+class Cutter:
+    """A TCP proxy to the node's voice listener that can cut every connection it carries (no
+    WebSocket close frame: a dropped transport)."""
+
+    def __init__(self, port):
+        self.port, self.pairs, self.accepted = port, [], 0
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(4)
+        self.endpoint = "127.0.0.1:%d" % self.ls.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            u = socket.create_connection(("127.0.0.1", self.port))
+            self.pairs.append((c, u))
+            self.accepted += 1
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a, b):
+        try:
+            while True:
+                d = a.recv(65536)
+                if not d:
+                    break
+                b.sendall(d)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self):
+        for c, u in self.pairs:
+            for s in (c, u):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        self.pairs = []
+
+    def stop(self):
+        try:
+            self.ls.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.ls.close()
+
+
+@case("--resume: the voice WebSocket cut mid-call is resumed (op 7 -> Resumed); audio goes on")
+def _():
+    g, ch = snowflake(), snowflake()
+    cut = Cutter(node.voice_port)
+    users = [snowflake() for _ in range(2)]
+    cs = []
+    for u, f in zip(users, (440, 880)):
+        r = node.rpc_ok("voice.connect", {"guild_id": g, "channel_id": ch, "user_id": u,
+                                          "session_id": "s" + u})
+        ep = cut.endpoint if f == 440 else r["voice_server"]["endpoint"]
+        cs.append(VoxClient("--token", r["voice_server"]["token"], "--endpoint", ep, "--freq",
+                            f, "--duration", DURATION, "--resume"))
+    wait_until(lambda: cut.accepted == 1 and cut.pairs, 5, what="the first client's WebSocket")
+    time.sleep(1.0)  # not a wait for a condition: the cut is meant to land mid-call
+    cut.cut()
+    (ra, pa), (rb, pb) = cs[0].wait(DURATION + 20), cs[1].wait(DURATION + 20)
+    cut.stop()
+    expect(ra == 0 and pa["close"] is None, "exit %r close %r events %r" % (
+        ra, pa["close"], pa["events"]))
+    evs = [e["ev"] for e in pa["events"]]
+    expect("reconnect (resume)" in evs and "resumed" in evs and cut.accepted == 2,
+           "events %r, %d connections" % (evs, cut.accepted))
+    expect_hears(users[0], 440, pa, {users[1]: 880}, "resumed")
+    expect_hears(users[1], 880, pb, {users[0]: 440}, "peer of the resumed")
 
 
 finish()

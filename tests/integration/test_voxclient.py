@@ -48,7 +48,7 @@ def _():
             args, rc, c.out[:200]))
 
 
-@case("--rpc: voice.connect over HTTP gives the grant; the voice WebSocket answers Ready")
+@case("--rpc: voice.connect over HTTP gives the grant; Ready, then a Session Description; exit 0")
 def _():
     g, ch, u = snowflake(), snowflake(), snowflake()
     c = VoxClient("--rpc", "http://127.0.0.1:%d" % node.rpc_port, "--rpc-secret-file",
@@ -61,10 +61,9 @@ def _():
            "events %r" % evs)
     expect(rep["user_id"] == u and isinstance(rep["connection_id"], str) and
            len(rep["connection_id"]) == 22, "report %r" % rep)
-    st, body = node.rpc("voice.get", {"connection_id": rep["connection_id"]})
-    expect(st in (200, 404), "voice.get %r" % st)  # 404 once the node reaped or closed it
-    if rep["close"] is not None:  # a node without the srtp transport refuses Select Protocol
-        expect(rc == 1, "exit %r with close %r" % (rc, rep["close"]))
+    expect(rc == 0 and rep["close"] is None, "exit %r close %r" % (rc, rep["close"]))
+    expect(any(e.startswith("session_description mode=AES_CM_128_HMAC_SHA1_80") for e in evs),
+           "events %r" % evs)
 
 
 @case("a refused token -> the node's close code and reason in the report, exit 1")
@@ -208,6 +207,40 @@ def _():
     expect(ra == 0 and pa["sent"] == 0 and pa["rtcp_sent"] >= 1, "report %r" % pa)
     expect(pb["slots"][0]["packets"] == 0, "the silent one was heard: %r" % pb["slots"][0])
     hears(pa, 660, "102", "silent client 101")
+
+
+@case("fake node: --resume reopens a dropped WebSocket with Resume (op 7) and carries on")
+def _():
+    fk = FakeNode()
+    a, b = pair(fk, 440, 880, 3, "--resume")
+    wait_until(lambda: fk.forwarded.get(fk.udp_port, 0) > 20, 5, what="media")
+    old = fk.conn("101")
+    old.drop()  # no close frame
+    (ra, pa), (rb, pb) = a.wait(), b.wait()
+    fk.stop()
+    expect(ra == 0 and pa["close"] is None, "exit %r close %r" % (ra, pa["close"]))
+    evs = [e["ev"] for e in pa["events"]]
+    expect("reconnect (resume)" in evs and "resumed" in evs, "events %r" % evs)
+    new = fk.conn("101")
+    expect(new is not old and new.received[0] == (7, {
+        "connection_id": old.connection_id, "session_id": "s", "resume_token": "r" * 22}),
+        "first message on the new socket %r" % (new.received[:1],))
+    hears(pa, 880, "102", "client 101")
+
+
+@case("fake node: without --resume a dropped WebSocket ends the run: close code 0, exit 1")
+def _():
+    fk = FakeNode()
+    a, b = pair(fk, 440, 880, 10)
+    wait_until(lambda: fk.forwarded.get(fk.udp_port, 0) > 20, 5, what="media")
+    fk.conn("101").drop()
+    ra, pa = a.wait(10)
+    b.signal()
+    b.wait()
+    fk.stop()
+    expect(ra == 1 and pa["close"] == {"code": 0, "reason":
+                                       "connection closed without a close frame"},
+           "exit %r close %r" % (ra, pa["close"]))
 
 
 finish()

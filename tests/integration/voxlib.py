@@ -608,6 +608,10 @@ class VoxClient:
             out, err = self.proc.communicate()
             raise Fail("voxclient %s did not end within %.0fs" % (" ".join(self.args), timeout))
         self.out, self.err = out.decode(errors="replace"), err.decode(errors="replace")
+        for m in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            if m in self.err:
+                i = self.err.index(m)
+                raise Fail("voxclient sanitizer report: %s" % self.err[i:i + 400])
         try:
             self.report = json.loads(self.out.strip().splitlines()[-1])
         except (ValueError, IndexError):
