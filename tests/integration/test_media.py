@@ -188,8 +188,8 @@ def _():
     cut.cut()
     (ra, pa), (rb, pb) = cs[0].wait(DURATION + 20), cs[1].wait(DURATION + 20)
     cut.stop()
-    expect(ra == 0 and pa["close"] is None, "exit %r close %r events %r" % (
-        ra, pa["close"], pa["events"]))
+    expect(ra == 0 and rb == 0 and pa["close"] is None, "exit %r %r close %r events %r" % (
+        ra, rb, pa["close"], pa["events"]))
     evs = [e["ev"] for e in pa["events"]]
     expect("reconnect (resume)" in evs and "resumed" in evs and cut.accepted == 2,
            "events %r, %d connections" % (evs, cut.accepted))
