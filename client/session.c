@@ -67,10 +67,12 @@ struct vc_session {
     /* state */
     int phase;
     struct lws *wsi;
-    bool closing;       /* vc_session_close() or a failure: no more messages, no reconnect */
-    bool ws_close_sent; /* a close frame is due on the next WRITEABLE */
-    bool ended;         /* VC_EV_CLOSED is scheduled */
-    bool identified;    /* Ready seen at least once: a reconnect Resumes */
+    bool closing;        /* vc_session_close() or a failure: no more messages, no reconnect */
+    bool ws_close_sent;  /* a close frame is due on the next WRITEABLE */
+    bool ended;          /* VC_EV_CLOSED is scheduled */
+    bool identified;     /* Ready seen at least once: a reconnect Resumes */
+    bool in_connect;     /* inside lws_client_connect_via_info() */
+    bool connect_failed; /* ... and lws reported CONNECTION_ERROR from within it */
     unsigned resumes;
     int err;
     int close_code;
@@ -326,6 +328,40 @@ int vc_session_speaking(vc_session *s, bool on)
 
 /* ---- connections ---------------------------------------------------------------------------- */
 
+static void s_wsi_gone(vc_session *s);
+
+/* A connection attempt failed: record why (unless we are closing anyway). A WebSocket that had
+ * been identified is retried with Resume when asked to; anything else ends the session. */
+static void conn_error(vc_session *s, const char *why, size_t len)
+{
+    if (s->closing) return;
+    s->closing = s->phase == P_RPC || !s->resume || !s->identified;
+    s->err = -ECONNREFUSED;
+    snprintf(s->close_reason, sizeof s->close_reason, "%s: %.*s",
+             s->phase == P_RPC ? "RPC connection failed" : "WebSocket connection failed",
+             why ? (int)len : 7, why ? why : "unknown");
+}
+
+/* Starts the connection of the current phase. We keep the wsi ourselves (no pwsi: lws would
+ * NULL it behind our back when an old connection goes, after a new one took its place). A
+ * failure, whether lws returns NULL or reports CONNECTION_ERROR from within this call, goes
+ * through s_wsi_gone() once, here. */
+static void s_connect(vc_session *s, struct lws_client_connect_info *ci)
+{
+    ci->opaque_user_data = s;
+    s->wsi = NULL;
+    s->in_connect = true;
+    s->connect_failed = false;
+    struct lws *w = lws_client_connect_via_info(ci);
+    s->in_connect = false;
+    if (w && !s->connect_failed) {
+        s->wsi = w;
+        return;
+    }
+    if (!s->connect_failed) conn_error(s, "cannot connect", 14);
+    s_wsi_gone(s);
+}
+
 static int split_hostport(const char *ep, char **host, int *port)
 {
     const char *colon = strrchr(ep, ':');
@@ -361,19 +397,12 @@ static int ws_connect(vc_session *s)
     ci.host = host;
     ci.origin = host;
     ci.local_protocol_name = "vc-ws";
-    ci.opaque_user_data = s;
-    ci.pwsi = &s->wsi;
     s->phase = P_WS;
     s->rx_len = 0;
     s->rx_over = false;
     s->ws_close_sent = false;
-    struct lws *w = lws_client_connect_via_info(&ci);
+    s_connect(s, &ci);
     free(host);
-    if (!w) {
-        s->wsi = NULL;
-        s_fail(s, -ECONNREFUSED, "cannot connect to ws://%s/voice", s->endpoint);
-        return -ECONNREFUSED;
-    }
     return 0;
 }
 
@@ -401,14 +430,8 @@ static int rpc_connect(vc_session *s)
     ci.origin = s->rpc_host;
     ci.method = "POST";
     ci.local_protocol_name = "vc-http";
-    ci.opaque_user_data = s;
-    ci.pwsi = &s->wsi;
     s->phase = P_RPC;
-    if (!lws_client_connect_via_info(&ci)) {
-        s->wsi = NULL;
-        s_fail(s, -ECONNREFUSED, "cannot connect to the RPC at %s:%d", s->rpc_host, s->rpc_port);
-        return -ECONNREFUSED;
-    }
+    s_connect(s, &ci);
     return 0;
 }
 
@@ -718,23 +741,19 @@ static int lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
             s->close_code = 1005;
             snprintf(s->close_reason, sizeof s->close_reason, "no status");
         }
-        if (!s->by_us) {
-            s->closing = true;
-            s->by_us = false;
-        }
+        s->closing = true; /* a close from the node ends the session: no Resume */
         return 0;
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
-        if (!s->closing) {
-            s->closing = s->phase == P_RPC || !s->resume || !s->identified;
-            s->err = -ECONNREFUSED;
-            snprintf(s->close_reason, sizeof s->close_reason, "%s: %.*s",
-                     s->phase == P_RPC ? "RPC connection failed" : "WebSocket connection failed",
-                     in ? (int)len : 7, in ? (const char *)in : "unknown");
+        if (s->in_connect) { /* s_connect() goes on from here */
+            s->connect_failed = true;
+            conn_error(s, in, in ? strlen(in) : 0);
+        } else if (s->wsi == wsi) {
+            conn_error(s, in, in ? strlen(in) : 0);
+            s_wsi_gone(s);
         }
-        if (s->wsi == wsi || !s->wsi) s_wsi_gone(s);
         return 0;
     case LWS_CALLBACK_CLIENT_CLOSED:
-        if (s->wsi == wsi || !s->wsi) s_wsi_gone(s);
+        if (s->wsi == wsi) s_wsi_gone(s);
         return 0;
     default:
         return 0;
