@@ -417,9 +417,10 @@ uint16_t vc_media_port(const vc_media *m)
                                     : ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 
-uint64_t vc_media_sent(const vc_media *m)
+void vc_media_counts(const vc_media *m, uint64_t *sent, uint64_t *received)
 {
-    return m->sent;
+    *sent = m->sent + m->rtcp_sent;
+    *received = m->rx_datagrams;
 }
 
 static int srtp_session(srtp_t *out, vc_mode mode, const uint8_t *key, srtp_ssrc_type_t type)

@@ -47,8 +47,8 @@ int vc_media_start(vc_media *m, const vc_sdesc *sd);
 /* Slot `slot` now carries `user_id` (NULL: nobody). 0, -EINVAL. */
 int vc_media_set_speaker(vc_media *m, unsigned slot, const char *user_id);
 uint16_t vc_media_port(const vc_media *m);
-/* RTP packets sent so far. */
-uint64_t vc_media_sent(const vc_media *m);
+/* Datagrams sent (RTP and RTCP) and received so far (no allocation: for tests and progress). */
+void vc_media_counts(const vc_media *m, uint64_t *sent, uint64_t *received);
 /* A new object: {"sent","rtcp_sent","rx":{...},"slots":[...],"speakers":{...}} (docs/voxclient.md).
  */
 json_t *vc_media_report(const vc_media *m);
