@@ -6,7 +6,8 @@ SRTP; each report says what its client decoded on each slot (dominant frequency 
 Opus audio) and from which speaker (per Speaking). Every client must hear exactly the other
 clients' frequencies, never its own, with no loss on loopback, and the roster must name the
 others. Also: GCM; a server-muted participant is heard by nobody but still hears everyone; a
-voice WebSocket cut mid-call (a TCP proxy, no close frame) is resumed with --resume.
+voice WebSocket cut mid-call (a TCP proxy, no close frame) is resumed with --resume; a move to a
+channel on another media worker re-targets the mover's media to that worker's port.
 The signalling half of the transport is tests/integration/test_voice_media.py.
 """
 import os
@@ -195,6 +196,56 @@ def _():
            "events %r, %d connections" % (evs, cut.accepted))
     expect_hears(users[0], 440, pa, {users[1]: 880}, "resumed")
     expect_hears(users[1], 880, pb, {users[0]: 440}, "peer of the resumed")
+
+
+def media_sessions(n):
+    for line in n.metrics_text()[0].splitlines():
+        if line.startswith("voxd_media_sessions "):
+            return int(float(line.split()[1]))
+    return None
+
+
+@case("voice.move to a channel on the other worker: a new Session Description (other port); the "
+      "mover then hears the new channel")
+def _():
+    n2 = start_node("--pending-timeout", "600s", "--workers", "2")
+    sf = os.path.join(n2.tmp, "vc-rpc.secret")
+    with open(sf, "w") as f:
+        f.write(RPC_SECRET)
+    g, c1, c2 = snowflake(), snowflake(), snowflake()
+    ua, ub, ud = snowflake(), snowflake(), snowflake()
+
+    def client(u, ch, freq):
+        return VoxClient("--rpc", "http://127.0.0.1:%d" % n2.rpc_port, "--rpc-secret-file", sf,
+                         "--guild", g, "--channel", ch, "--user", u, "--session", "s" + u,
+                         "--freq", freq, "--duration", 2 * DURATION)
+
+    a, b = client(ua, c1, 440), client(ub, c1, 660)  # c1's room: worker 0 (both idle)
+    wait_until(lambda: media_sessions(n2) == 2, 10, what="two media sessions")
+    d = client(ud, c2, 880)  # c2's room: the least loaded worker, 1
+    wait_until(lambda: media_sessions(n2) == 3, 10, what="three media sessions")
+    time.sleep(1.0)  # not a wait for a condition: the move is meant to land mid-call
+    vs = n2.rpc_ok("voice.get", {"guild_id": g, "channel_id": c1})["voice_states"]
+    cid = next(v["connection_id"] for v in vs if v["user_id"] == ua)
+    n2.rpc_ok("voice.move", {"connection_id": cid, "channel_id": c2, "user_id": ua})
+    (ra, pa), (rb, pb), (rd, pd) = a.wait(60), b.wait(60), d.wait(60)
+    expect(ra == 0 and rb == 0 and rd == 0, "exits %r %r %r" % (ra, rb, rd))
+    ports = [e["ev"].split(" port=")[1].split()[0] for e in pa["events"]
+             if e["ev"].startswith("session_description")]
+    expect(len(ports) == 2 and ports[0] != ports[1], "mover's descriptions: ports %r" % ports)
+    print("# mover's slots across the move: %s" % "; ".join(
+        "slot %d %d packets lost %d late %d plc %d" % (x["slot"], x["packets"], x["lost"],
+                                                       x["late"], x["plc_frames"])
+        for x in pa["slots"]), flush=True)
+    spk = {u: v["freq_hz"] for u, v in pa["speakers"].items() if v["packets"] > 0}
+    expect(set(spk) == {ub, ud} and abs(spk[ub] - 660) < TOL_HZ and abs(spk[ud] - 880) < TOL_HZ,
+           "the mover heard %r (660 Hz before the move, 880 Hz after)" % spk)
+    heard_by_d = {u: v["freq_hz"] for u, v in pd["speakers"].items() if v["packets"] > 0}
+    expect(set(heard_by_d) == {ua} and abs(heard_by_d[ua] - 440) < TOL_HZ,
+           "the new channel's client heard %r" % heard_by_d)
+    heard_by_b = {u: v["freq_hz"] for u, v in pb["speakers"].items() if v["packets"] > 0}
+    expect(set(heard_by_b) <= {ua}, "the old channel's client heard %r" % heard_by_b)
+    n2.stop()
 
 
 finish()
