@@ -59,6 +59,7 @@ typedef struct vc_spk {
 typedef struct vc_rslot {
     uint32_t ssrc;
     uint64_t packets, plc_frames, decode_errors, late;
+    uint64_t lost_before; /* lost under the slot's previous SSRCs (a later Session Description) */
     vc_seq seq;
     vc_latency lat;
     vc_decoder *dec;
@@ -447,14 +448,48 @@ static int srtp_session(srtp_t *out, vc_mode mode, const uint8_t *key, srtp_ssrc
     return 0;
 }
 
+/* A later Session Description. The protocol re-sends the same keys, SSRC and slots with
+ * possibly another port; should keys or SSRCs change anyway, follow them: new SRTP sessions (a
+ * fresh replay window), new slot SSRCs (their sequence tracking restarts; the loss counted so far
+ * is kept), a marker on our next packet. The slot count must stay. */
+static int media_update(vc_media *m, const vc_sdesc *sd, const struct sockaddr_storage *remote)
+{
+    if (sd->n_slots != m->sd.n_slots) return -EINVAL;
+    if (sd->mode != m->sd.mode || memcmp(sd->send_key, m->sd.send_key, VC_KEY_MAX) != 0 ||
+        memcmp(sd->recv_key, m->sd.recv_key, VC_KEY_MAX) != 0) {
+        srtp_t tx, rx;
+        int rc = srtp_session(&tx, sd->mode, sd->send_key, ssrc_any_outbound);
+        if (rc < 0) return rc;
+        rc = srtp_session(&rx, sd->mode, sd->recv_key, ssrc_any_inbound);
+        if (rc < 0) {
+            srtp_dealloc(tx);
+            return rc;
+        }
+        srtp_dealloc(m->tx);
+        srtp_dealloc(m->rx);
+        m->tx = tx;
+        m->rx = rx;
+        LOG(LOG_INFO, "media: new SRTP keys from a later Session Description");
+    }
+    if (sd->ssrc != m->sd.ssrc) m->first = true;
+    for (unsigned i = 0; i < sd->n_slots; i++) {
+        vc_rslot *s = &m->slots[i];
+        if (s->ssrc == sd->slots[i].ssrc) continue;
+        s->lost_before += vc_seq_lost(&s->seq);
+        vc_seq_init(&s->seq);
+        s->have_last = false;
+        s->ssrc = sd->slots[i].ssrc;
+    }
+    m->sd = *sd;
+    m->remote = *remote;
+    return 0;
+}
+
 int vc_media_start(vc_media *m, const vc_sdesc *sd)
 {
     struct sockaddr_storage remote;
     if (to_sockaddr(sd->address, sd->port, &remote) < 0) return -EINVAL;
-    if (m->started) { /* a later Session Description: keys, SSRC and slots are the same */
-        m->remote = remote;
-        return 0;
-    }
+    if (m->started) return media_update(m, sd, &remote);
     if (sd->n_slots > VC_MAX_SLOTS) return -EINVAL;
     int rc = srtp_session(&m->tx, sd->mode, sd->send_key, ssrc_any_outbound);
     if (rc < 0) return rc;
@@ -528,8 +563,8 @@ json_t *vc_media_report(const vc_media *m)
         json_t *o = json_pack(
             "{s:i,s:I,s:o,s:I,s:I,s:I,s:I,s:I,s:I}", "slot", (int)i, "ssrc", (json_int_t)s->ssrc,
             "user_id", s->spk ? json_string(s->spk->user_id) : json_null(), "packets",
-            (json_int_t)s->packets, "lost", (json_int_t)vc_seq_lost(&s->seq), "reordered",
-            (json_int_t)s->seq.reordered, "late", (json_int_t)s->late, "plc_frames",
+            (json_int_t)s->packets, "lost", (json_int_t)(s->lost_before + vc_seq_lost(&s->seq)),
+            "reordered", (json_int_t)s->seq.reordered, "late", (json_int_t)s->late, "plc_frames",
             (json_int_t)s->plc_frames, "decode_errors", (json_int_t)s->decode_errors);
         put_peak(o, &s->ring);
         int64_t p50 = vc_latency_quantile(&s->lat, 0.5), p99 = vc_latency_quantile(&s->lat, 0.99);
@@ -567,7 +602,7 @@ void vc_media_progress(const vc_media *m, char *buf, size_t n)
         const vc_rslot *s = &m->slots[i];
         off += (size_t)snprintf(buf + off, n - off, " | slot%u %s pkts=%llu lost=%llu", i,
                                 s->spk ? s->spk->user_id : "-", (unsigned long long)s->packets,
-                                (unsigned long long)vc_seq_lost(&s->seq));
+                                (unsigned long long)(s->lost_before + vc_seq_lost(&s->seq)));
     }
 }
 

@@ -41,8 +41,9 @@ typedef struct vc_media_config {
 /* Binds the socket. 0 with *out, -EINVAL, -ENOMEM, or a socket error (negative errno). */
 int vc_media_new(void *loop, const vc_media_config *cfg, vc_media **out);
 /* Keys, SSRCs and target from a Session Description; starts sending (tone and RTCP) and
- * receiving. A second call only re-targets address and port (a moved connection). 0, -EINVAL
- * (address, mode), -EACCES (libsrtp refused the keys). */
+ * receiving. A later call (a moved connection) re-targets address and port, and follows changed
+ * keys or SSRCs too (new SRTP sessions, slot tracking restarted). 0, -EINVAL (address, mode, a
+ * different slot count), -EACCES (libsrtp refused the keys). */
 int vc_media_start(vc_media *m, const vc_sdesc *sd);
 /* Slot `slot` now carries `user_id` (NULL: nobody). 0, -EINVAL. */
 int vc_media_set_speaker(vc_media *m, unsigned slot, const char *user_id);

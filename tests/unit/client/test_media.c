@@ -130,7 +130,16 @@ typedef struct pair {
     int closed;
     uint64_t ops0, ops; /* datagrams sent + received by both engines: window start, in window */
     long allocs;        /* allocations in the window */
+    uint16_t port_a, port_b;
+    void (*mid)(struct pair *p); /* called at 500 ms, if set */
 } pair;
+
+static void on_mid(uv_timer_t *t)
+{
+    pair *p = t->data;
+    p->mid(p);
+    uv_close((uv_handle_t *)t, NULL);
+}
 
 static uint64_t pair_ops(const pair *p)
 {
@@ -196,8 +205,10 @@ static void sdesc_for(vc_sdesc *sd, vc_mode mode, uint32_t ssrc, uint32_t peer, 
 static int run_pair(vc_mode mode, bool bad_key, pair *p)
 {
     uv_loop_t loop;
-    uv_timer_t stop, window;
+    uv_timer_t stop, window, mid;
+    void (*midf)(pair *) = p->mid;
     memset(p, 0, sizeof *p);
+    p->mid = midf;
     uv_loop_init(&loop);
     vc_media_config ca = {.bind_addr = "127.0.0.1", .freq_hz = 440, .complexity = 5};
     vc_media_config cb = {.bind_addr = "127.0.0.1", .freq_hz = 880, .complexity = 5};
@@ -206,6 +217,14 @@ static int run_pair(vc_mode mode, bool bad_key, pair *p)
     sdesc_for(&sa, mode, 1111, 2222, vc_media_port(p->b), 10, 20);
     sdesc_for(&sb, mode, 2222, 1111, vc_media_port(p->a), 20, bad_key ? 11 : 10);
     if (vc_media_start(p->a, &sa) < 0 || vc_media_start(p->b, &sb) < 0) return -1;
+    p->port_a = vc_media_port(p->a);
+    p->port_b = vc_media_port(p->b);
+    uv_timer_init(&loop, &mid);
+    mid.data = p;
+    if (p->mid)
+        uv_timer_start(&mid, on_mid, 500, 0);
+    else
+        uv_close((uv_handle_t *)&mid, NULL);
     vc_media_set_speaker(p->a, 0, "22");
     vc_media_set_speaker(p->b, 0, "11");
     uv_timer_init(&loop, &stop);
@@ -248,7 +267,7 @@ static int hears(json_t *r, double f, const char *who, const char *label)
 
 TEST(loopback_aes_cm_each_hears_the_other)
 {
-    pair p;
+    pair p = {0};
     CHECK_EQ_INT(run_pair(VC_MODE_AES_CM, false, &p), 0);
     CHECK(hears(p.ra, 880, "22", "aes_cm A"));
     CHECK(hears(p.rb, 440, "11", "aes_cm B"));
@@ -268,7 +287,7 @@ TEST(loopback_aes_cm_each_hears_the_other)
 
 TEST(loopback_gcm_each_hears_the_other)
 {
-    pair p;
+    pair p = {0};
     CHECK_EQ_INT(run_pair(VC_MODE_GCM, false, &p), 0);
     CHECK(hears(p.ra, 880, "22", "gcm A"));
     CHECK(hears(p.rb, 440, "11", "gcm B"));
@@ -283,13 +302,37 @@ TEST(loopback_gcm_each_hears_the_other)
 
 TEST(loopback_wrong_key_hears_nothing)
 {
-    pair p;
+    pair p = {0};
     CHECK_EQ_INT(run_pair(VC_MODE_AES_CM, true, &p), 0);
     CHECK(hears(p.ra, 880, "22", "A (right key)"));
     CHECK_EQ_INT(num(p.rb, "slots.0.packets"), 0);
     CHECK(num(p.rb, "rx.auth_fail") >= 45); /* RTP and RTCP refused by SRTP */
     CHECK(json_is_null(
         json_object_get(json_array_get(json_object_get(p.rb, "slots"), 0), "freq_hz")));
+    json_decref(p.ra);
+    json_decref(p.rb);
+}
+
+/* midway, as if a moved connection's Session Description brought a new SSRC and key for A */
+static void renew_a(pair *p)
+{
+    vc_sdesc sa, sb;
+    sdesc_for(&sa, VC_MODE_AES_CM, 3333, 2222, p->port_b, 30, 20);
+    sdesc_for(&sb, VC_MODE_AES_CM, 2222, 3333, p->port_a, 20, 30);
+    vc_media_start(p->a, &sa);
+    vc_media_start(p->b, &sb);
+}
+
+TEST(later_description_with_new_ssrc_and_key_is_followed)
+{
+    pair p = {.mid = renew_a};
+    CHECK_EQ_INT(run_pair(VC_MODE_AES_CM, false, &p), 0);
+    CHECK(hears(p.ra, 880, "22", "A (unchanged)"));
+    CHECK(hears(p.rb, 440, "11", "B (A renewed midway)"));
+    CHECK_EQ_INT(num(p.rb, "slots.0.ssrc"), 3333);
+    printf("# renewed: B refused %.0f datagrams in flight under the old key\n",
+           num(p.rb, "rx.auth_fail"));
+    CHECK(num(p.rb, "rx.auth_fail") <= 2);
     json_decref(p.ra);
     json_decref(p.rb);
 }
@@ -301,5 +344,6 @@ int main(void)
     RUN(loopback_aes_cm_each_hears_the_other);
     RUN(loopback_gcm_each_hears_the_other);
     RUN(loopback_wrong_key_hears_nothing);
+    RUN(later_description_with_new_ssrc_and_key_is_followed);
     return test_summary();
 }
