@@ -60,7 +60,8 @@ NODE_OBJ  := $(NODE_SRC:%.c=$(BUILD)/%.o)
 VOXD := $(BUILD)/voxd
 
 # client/: the audio core of voxclient (libopus). Its own library; opus stays out of voxd's link.
-CLIENT_OBJ   := $(patsubst %.c,$(BUILD)/%.o,$(wildcard client/*.c))
+CLIENT_OBJ   := $(patsubst %.c,$(BUILD)/%.o,$(filter-out client/voxclient.c,$(wildcard client/*.c)))
+VOXCLIENT    := $(BUILD)/voxclient
 OPUS_CFLAGS  := $(shell pkg-config --cflags opus 2>/dev/null)
 OPUS_LIBS    := $(shell pkg-config --libs opus 2>/dev/null)
 
@@ -88,7 +89,7 @@ BENCH_BIN := $(BENCH_SRC:%.c=$(BUILD)/%)
 
 .PHONY: all check asan bench run format deps clean fuzz browser
 .SECONDARY:
-all: $(SRTP_LIB) $(VOXD) $(UNIT_BIN) $(BENCH_BIN) $(REPLAY_BIN) $(BROWSER_BIN)
+all: $(SRTP_LIB) $(VOXD) $(VOXCLIENT) $(UNIT_BIN) $(BENCH_BIN) $(REPLAY_BIN) $(BROWSER_BIN)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -96,7 +97,7 @@ $(BUILD)/%.o: %.c
 
 # objects that include <srtp2/srtp.h>: our headers first, and the library built before them
 SRTP_OBJ := $(BUILD)/rtp/rtp_worker.o $(BUILD)/tests/unit/rtp/test_worker.o \
-            $(BUILD)/tests/fuzz/fuzz_srtp.o $(BROWSER_SRC:%.c=$(BUILD)/%.o)
+            $(BUILD)/tests/fuzz/fuzz_srtp.o $(BUILD)/client/media.o $(BROWSER_SRC:%.c=$(BUILD)/%.o)
 $(SRTP_OBJ): private CFLAGS := $(SRTP_CFLAGS) $(CFLAGS)
 $(SRTP_OBJ): | $(SRTP_LIB)
 
@@ -117,6 +118,10 @@ $(BUILD)/libvoxclient.a: $(CLIENT_OBJ)
 	$(AR) rcs $@ $^
 
 $(BUILD)/tests/unit/client/%: $(BUILD)/tests/unit/client/%.o $(UNIT_HOBJ) $(BUILD)/libvoxclient.a $(BUILD)/libvoxcore.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(SRTP_LIBS) $(LDLIBS) $(OPUS_LIBS)
+
+# voxclient: the native voice client (client/voxclient.c; docs/voxclient.md)
+$(VOXCLIENT): $(BUILD)/client/voxclient.o $(BUILD)/libvoxclient.a $(BUILD)/libvoxcore.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(SRTP_LIBS) $(LDLIBS) $(OPUS_LIBS)
 
 $(BUILD)/tests/fuzz/replay_%.o: tests/fuzz/replay_main.c

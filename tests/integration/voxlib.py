@@ -116,6 +116,7 @@ def _run_finishers():
 def finish():
     """Ends the script: stops every node (then runs on_finish hooks), exit status 1 if anything
     failed."""
+    _kill_clients()
     _stop_all()
     _run_finishers()
     sys.stdout.flush()
@@ -577,3 +578,55 @@ def start_node(*args, **kw):
     except Exception as e:
         not_ok("voxd starts (%s)" % " ".join(args), e)
         finish()
+
+
+# ---- voxclient (the native voice client) ------------------------------------------------------
+class VoxClient:
+    """One build/voxclient process (env VOXCLIENT_BIN, default next to VOXD_BIN). Its stdout is
+    the JSON report, its stderr the progress lines. Killed by its PID when the script ends."""
+
+    def __init__(self, *args):
+        self.bin = os.environ.get("VOXCLIENT_BIN") or os.path.join(
+            os.path.dirname(os.environ.get("VOXD_BIN", "build/voxd")), "voxclient")
+        self.args = [str(a) for a in args]
+        self.proc = subprocess.Popen([self.bin] + self.args, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        _clients.append(self)
+        self.out = self.err = None
+        self.report = None
+
+    def signal(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def wait(self, timeout=30.0):
+        """Returns (exit code, report dict or None); the report is also kept in self.report."""
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate()
+            raise Fail("voxclient %s did not end within %.0fs" % (" ".join(self.args), timeout))
+        self.out, self.err = out.decode(errors="replace"), err.decode(errors="replace")
+        for m in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            if m in self.err:
+                i = self.err.index(m)
+                raise Fail("voxclient sanitizer report: %s" % self.err[i:i + 400])
+        try:
+            self.report = json.loads(self.out.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            self.report = None
+        return self.proc.returncode, self.report
+
+
+_clients = []
+
+
+def _kill_clients():
+    for c in _clients:
+        if c.proc.poll() is None:
+            c.proc.kill()
+            c.proc.wait()
+
+
+atexit.register(_kill_clients)

@@ -1,0 +1,268 @@
+#!/usr/bin/python3
+"""
+Audio through the real relay, judged by ear: voxclient processes (build/voxclient) join one
+channel of a real voxd over voice.connect, each sending a sine tone of its own frequency over
+SRTP; each report says what its client decoded on each slot (dominant frequency of the decoded
+Opus audio) and from which speaker (per Speaking). Every client must hear exactly the other
+clients' frequencies, never its own, with no loss on loopback, and the roster must name the
+others. Also: GCM; a server-muted participant is heard by nobody but still hears everyone; a
+voice WebSocket cut mid-call (a TCP proxy, no close frame) is resumed with --resume; a move to a
+channel on another media worker re-targets the mover's media to that worker's port.
+The signalling half of the transport is tests/integration/test_voice_media.py.
+"""
+import os
+import socket
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from voxlib import (RPC_SECRET, VoxClient, case, expect, finish, snowflake,  # noqa: E402
+                    start_node, wait_until)
+
+node = start_node("--pending-timeout", "600s")
+secret_file = os.path.join(node.tmp, "vc-rpc.secret")
+with open(secret_file, "w") as f:
+    f.write(RPC_SECRET)
+
+DURATION = 3  # seconds of tone per client: 150 packets each
+TOL_HZ = 3
+
+
+def run(guild, channel, freqs, *extra):
+    """One voxclient per frequency (user id = a fresh snowflake), all at once; returns
+    [(user_id, freq, exit code, report)]."""
+    users = [snowflake() for _ in freqs]
+    cs = [VoxClient("--rpc", "http://127.0.0.1:%d" % node.rpc_port, "--rpc-secret-file",
+                    secret_file, "--guild", guild, "--channel", channel, "--user", u,
+                    "--session", "s" + u, "--freq", f, "--duration", DURATION, *extra)
+          for u, f in zip(users, freqs)]
+    out = []
+    for u, f, c in zip(users, freqs, cs):
+        rc, rep = c.wait(DURATION + 20)
+        expect(rep is not None, "client %s (%d Hz): no report, exit %r, stderr %r" % (
+            u, f, rc, c.err[-300:]))
+        out.append((u, f, rc, rep))
+    return out
+
+
+def heard(rep):
+    """{user_id: freq} of every slot that carried packets, and the slots' frequencies."""
+    slots = [s for s in rep["slots"] if s["packets"] > 0]
+    return slots, {u: s["freq_hz"] for u, s in rep["speakers"].items() if s["packets"] > 0}
+
+
+def expect_hears(u, f, rep, expected, what):
+    """rep (client u at f Hz) heard exactly `expected` = {user_id: freq}."""
+    slots, speakers = heard(rep)
+    got = sorted(round(s["freq_hz"]) for s in slots if s["freq_hz"] is not None)
+    expect(len(slots) == len(expected) and len(got) == len(expected) and
+           all(abs(a - b) < TOL_HZ for a, b in zip(got, sorted(expected.values()))),
+           "%s: client %s (%d Hz) heard slots at %r Hz, expected %r" % (
+               what, u, f, got, sorted(expected.values())))
+    for s in slots:
+        expect(s["ratio"] > 0.5 and s["lost"] == 0 and s["packets"] >= DURATION * 50 // 2,
+               "%s: client %s slot %r" % (what, u, s))
+        expect(s["latency_ms"] is not None and s["latency_ms"]["p50"] < 50,
+               "%s: client %s slot %d latency %r" % (what, u, s["slot"], s["latency_ms"]))
+    expect(set(speakers) == set(expected) and
+           all(abs(speakers[k] - expected[k]) < TOL_HZ for k in expected),
+           "%s: client %s speakers %r, expected %r" % (what, u, speakers, expected))
+
+
+@case("three clients at 440, 660 and 880 Hz: each hears exactly the other two (AES_CM)")
+def _():
+    res = run(snowflake(), snowflake(), (440, 660, 880))
+    for u, f, rc, rep in res:
+        expect(rc == 0 and rep["close"] is None, "client %s exit %r close %r" % (
+            u, rc, rep["close"]))
+        expect(rep["user_id"] == u and rep["sent"] >= DURATION * 50 * 0.8,
+               "client %s report %r" % (u, {k: rep[k] for k in ("user_id", "sent")}))
+        others = {ou: of for ou, of, _, _ in res if ou != u}
+        expect_hears(u, f, rep, others, "AES_CM")
+        expect(sorted(rep["roster"]) == sorted(others), "client %s roster %r" % (
+            u, rep["roster"]))
+        expect(rep["rx"]["auth_fail"] == 0 and rep["rx"]["unknown_ssrc"] == 0,
+               "client %s rx %r" % (u, rep["rx"]))
+
+
+@case("two clients with --mode gcm (AEAD_AES_128_GCM) hear each other")
+def _():
+    res = run(snowflake(), snowflake(), (500, 750), "--mode", "gcm")
+    for u, f, rc, rep in res:
+        expect(rc == 0, "client %s exit %r close %r" % (u, rc, rep["close"]))
+        expect(any("mode=AEAD_AES_128_GCM" in e["ev"] for e in rep["events"]),
+               "client %s events %r" % (u, rep["events"]))
+        expect_hears(u, f, rep, {ou: of for ou, of, _, _ in res if ou != u}, "GCM")
+
+
+@case("a server-muted client (voice.set_server_state) is heard by nobody and hears both others")
+def _():
+    g, ch = snowflake(), snowflake()
+    users = [snowflake() for _ in range(3)]
+    freqs = (440, 660, 880)
+    node.rpc_ok("voice.set_server_state", {"guild_id": g, "user_id": users[2], "mute": True})
+    cs = [VoxClient("--rpc", "http://127.0.0.1:%d" % node.rpc_port, "--rpc-secret-file",
+                    secret_file, "--guild", g, "--channel", ch, "--user", u, "--session",
+                    "s" + u, "--freq", f, "--duration", DURATION) for u, f in zip(users, freqs)]
+    reps = []
+    for u, c in zip(users, cs):
+        rc, rep = c.wait(DURATION + 20)
+        expect(rc == 0 and rep, "client %s exit %r" % (u, rc))
+        reps.append(rep)
+    expect_hears(users[0], 440, reps[0], {users[1]: 660}, "muted 880")
+    expect_hears(users[1], 660, reps[1], {users[0]: 440}, "muted 880")
+    expect_hears(users[2], 880, reps[2], {users[0]: 440, users[1]: 660}, "muted 880 listening")
+
+
+class Cutter:
+    """A TCP proxy to the node's voice listener that can cut every connection it carries (no
+    WebSocket close frame: a dropped transport)."""
+
+    def __init__(self, port):
+        self.port, self.pairs, self.accepted = port, [], 0
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(4)
+        self.endpoint = "127.0.0.1:%d" % self.ls.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            u = socket.create_connection(("127.0.0.1", self.port))
+            self.pairs.append((c, u))
+            self.accepted += 1
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a, b):
+        try:
+            while True:
+                d = a.recv(65536)
+                if not d:
+                    break
+                b.sendall(d)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self):
+        for c, u in self.pairs:
+            for s in (c, u):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        self.pairs = []
+
+    def stop(self):
+        try:
+            self.ls.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.ls.close()
+
+
+@case("--resume: the voice WebSocket cut mid-call is resumed (op 7 -> Resumed); audio goes on")
+def _():
+    g, ch = snowflake(), snowflake()
+    cut = Cutter(node.voice_port)
+    users = [snowflake() for _ in range(2)]
+    cs = []
+    for u, f in zip(users, (440, 880)):
+        r = node.rpc_ok("voice.connect", {"guild_id": g, "channel_id": ch, "user_id": u,
+                                          "session_id": "s" + u})
+        ep = cut.endpoint if f == 440 else r["voice_server"]["endpoint"]
+        cs.append(VoxClient("--token", r["voice_server"]["token"], "--endpoint", ep, "--freq",
+                            f, "--duration", DURATION, "--resume"))
+    wait_until(lambda: cut.accepted == 1 and cut.pairs, 5, what="the first client's WebSocket")
+    time.sleep(1.0)  # not a wait for a condition: the cut is meant to land mid-call
+    cut.cut()
+    (ra, pa), (rb, pb) = cs[0].wait(DURATION + 20), cs[1].wait(DURATION + 20)
+    cut.stop()
+    expect(ra == 0 and rb == 0 and pa["close"] is None, "exit %r %r close %r events %r" % (
+        ra, rb, pa["close"], pa["events"]))
+    evs = [e["ev"] for e in pa["events"]]
+    expect("reconnect (resume)" in evs and "resumed" in evs and cut.accepted == 2,
+           "events %r, %d connections" % (evs, cut.accepted))
+    expect_hears(users[0], 440, pa, {users[1]: 880}, "resumed")
+    expect_hears(users[1], 880, pb, {users[0]: 440}, "peer of the resumed")
+
+
+def media_sessions(n):
+    for line in n.metrics_text()[0].splitlines():
+        if line.startswith("voxd_media_sessions "):
+            return int(float(line.split()[1]))
+    return None
+
+
+def move_case(workers):
+    """A and B talk in c1, D in c2; A moves to c2. With 2 workers c1 and c2 live on different
+    workers (rooms go to the least loaded), with 1 on the same."""
+    n2 = start_node("--pending-timeout", "600s", "--workers", str(workers))
+    sf = os.path.join(n2.tmp, "vc-rpc.secret")
+    with open(sf, "w") as f:
+        f.write(RPC_SECRET)
+    g, c1, c2 = snowflake(), snowflake(), snowflake()
+    ua, ub, ud = snowflake(), snowflake(), snowflake()
+
+    def client(u, ch, freq):
+        return VoxClient("--rpc", "http://127.0.0.1:%d" % n2.rpc_port, "--rpc-secret-file", sf,
+                         "--guild", g, "--channel", ch, "--user", u, "--session", "s" + u,
+                         "--freq", freq, "--duration", 2 * DURATION)
+
+    a, b = client(ua, c1, 440), client(ub, c1, 660)
+    wait_until(lambda: media_sessions(n2) == 2, 10, what="two media sessions")
+    d = client(ud, c2, 880)
+    wait_until(lambda: media_sessions(n2) == 3, 10, what="three media sessions")
+    time.sleep(1.0)  # not a wait for a condition: the move is meant to land mid-call
+    vs = n2.rpc_ok("voice.get", {"guild_id": g, "channel_id": c1})["voice_states"]
+    cid = next(v["connection_id"] for v in vs if v["user_id"] == ua)
+    n2.rpc_ok("voice.move", {"connection_id": cid, "channel_id": c2, "user_id": ua})
+    (ra, pa), (rb, pb), (rd, pd) = a.wait(60), b.wait(60), d.wait(60)
+    n2.stop()
+    expect(ra == 0 and rb == 0 and rd == 0, "exits %r %r %r" % (ra, rb, rd))
+    ports = [e["ev"].split(" port=")[1].split()[0] for e in pa["events"]
+             if e["ev"].startswith("session_description")]
+    if workers == 2:
+        expect(len(ports) == 2 and ports[0] != ports[1], "mover's descriptions: ports %r" % ports)
+    else:
+        expect(len(ports) == 1, "a move within a worker re-sent a description: %r" % ports)
+    # docs/protocol.md: the re-sent description has the same keys, SSRC and slots, and a slot's
+    # numbering stays continuous: no packet refused by SRTP (replay), no jump in the sequence
+    slots = "; ".join("slot %d: %d packets, %d lost, %d late" % (
+        x["slot"], x["packets"], x["lost"], x["late"]) for x in pa["slots"])
+    expect(pa["rx"]["auth_fail"] == 0 and all(x["lost"] < 10 for x in pa["slots"]),
+           "after the move the mover's slots restarted their numbering under the same SSRC and "
+           "key: libsrtp refused %d packets (replays), %s" % (pa["rx"]["auth_fail"], slots))
+    spk = {u: v["freq_hz"] for u, v in pa["speakers"].items() if v["packets"] > 0}
+    expect(set(spk) == {ub, ud} and abs(spk[ub] - 660) < TOL_HZ and abs(spk[ud] - 880) < TOL_HZ,
+           "the mover heard %r (660 Hz before the move, 880 Hz after); %s" % (spk, slots))
+    heard_by_d = {u: v["freq_hz"] for u, v in pd["speakers"].items() if v["packets"] > 0}
+    expect(set(heard_by_d) == {ua} and abs(heard_by_d[ua] - 440) < TOL_HZ,
+           "the new channel's client heard %r" % heard_by_d)
+    heard_by_b = {u: v["freq_hz"] for u, v in pb["speakers"].items() if v["packets"] > 0}
+    expect(set(heard_by_b) <= {ua}, "the old channel's client heard %r" % heard_by_b)
+
+
+@case("voice.move to a channel on the other worker: a new Session Description (other port); the "
+      "mover's slots keep their numbering and it hears the new channel")
+def _():
+    move_case(2)
+
+
+@case("voice.move to a channel on the same worker: no new description; the mover's slots keep "
+      "their numbering and it hears the new channel")
+def _():
+    move_case(1)
+
+finish()
