@@ -70,6 +70,7 @@ typedef struct part {
     bool used;
     bool latched;
     bool silent_sent;
+    bool vad_seen; /* a packet of it had the audio level's V flag set: it does VAD (D25) */
     uint32_t handle;
     uint32_t ssrc;
     wroom *room;
@@ -660,6 +661,12 @@ static void stage_rtp(rtp_worker *w, pkt_ctx *c)
     } else if (lv < 0) { /* a malformed element: silence */
         c->voice = false;
         c->level = 127;
+    } else if (c->voice) {
+        c->src->vad_seen = true;
+    } else if (!c->src->vad_seen) {
+        /* a sender that has never set V does no VAD (GStreamer's level element, RFC 6464's
+         * vad=off): its level alone decides; 127 is still silence (D25) */
+        c->voice = c->level < 127;
     }
     rtp_room_drop why = RTP_ROOM_FORWARD;
     int n = rtp_room_packet(c->src->room->room, c->src->handle, c->voice, c->level,

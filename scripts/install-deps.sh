@@ -11,6 +11,8 @@ PKGS=(
   postgresql-15 postgresql-client-15
   prometheus
   python3 python3-websocket
+  python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0  # test_gst_srtp.py: GStreamer peer
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   curl ca-certificates procps iproute2
   chromium
 )

@@ -226,16 +226,17 @@ static void send_raw(const client *c, const void *buf, size_t n)
     sendto(c->fd, buf, n, 0, (const struct sockaddr *)&worker_addr, sizeof worker_addr);
 }
 
-/* an Opus-like packet carrying (handle, idx), loud, protected into buf (256 bytes); its length */
-static int client_packet(client *c, uint8_t idx, uint8_t *buf)
+/* an Opus-like packet carrying (handle, idx) with the audio level (V flag, -dBov), protected into
+ * buf (256 bytes); its length */
+static int client_packet_level(client *c, uint8_t idx, uint8_t *buf, bool voice, uint8_t level)
 {
     rtp_hdr_params h = {.pt = 111,
                         .seq = c->seq++,
                         .ts = c->ts,
                         .ssrc = c->ssrc,
                         .level_id = LEVEL_ID,
-                        .voice = true,
-                        .level = 10};
+                        .voice = voice,
+                        .level = level};
     c->ts += 960;
     int n = rtp_write_hdr(buf, 256, &h);
     memset(buf + n, 0x55, 40);
@@ -246,13 +247,25 @@ static int client_packet(client *c, uint8_t idx, uint8_t *buf)
     return len;
 }
 
+/* loud and voiced (V set, -10 dBov) */
+static int client_packet(client *c, uint8_t idx, uint8_t *buf)
+{
+    return client_packet_level(c, idx, buf, true, 10);
+}
+
+/* client_packet_level() sent to the worker; corrupt: flip a tag bit */
+static void client_send_level(client *c, uint8_t idx, bool corrupt, bool voice, uint8_t level)
+{
+    uint8_t buf[256];
+    int len = client_packet_level(c, idx, buf, voice, level);
+    if (corrupt) buf[len - 1] ^= 1;
+    send_raw(c, buf, (size_t)len);
+}
+
 /* client_packet() sent to the worker; corrupt: flip a tag bit */
 static void client_send(client *c, uint8_t idx, bool corrupt)
 {
-    uint8_t buf[256];
-    int len = client_packet(c, idx, buf);
-    if (corrupt) buf[len - 1] ^= 1;
-    send_raw(c, buf, (size_t)len);
+    client_send_level(c, idx, corrupt, true, 10);
 }
 
 /* an RR from the client, protected into buf (64 bytes); its length */
@@ -495,6 +508,50 @@ TEST(no_allocation_gcm)
     CHECK_EQ_INT(owner_fini(), 0);
 }
 
+/* D25: a sender that never sets the V flag (no VAD) is heard by its level; once it has set V,
+ * V=0 is silence again. Level 127 is silence either way. */
+TEST(level_without_vad)
+{
+    owner_init();
+    rtp_worker *w = worker_up();
+    CHECK(w != NULL);
+    rtp_room_config rc = {.max_participants = 4, .n_slots = N_SLOTS};
+    CHECK_EQ_INT(rtp_worker_create_room(w, 1, &rc), 0);
+    client cl[2];
+    for (int i = 0; i < 2; i++) {
+        CHECK_EQ_INT(client_open(&cl[i], 1, (uint32_t)i + 1, 0, RTP_SRTP_AES_CM_128_HMAC_SHA1_80),
+                     0);
+        CHECK_EQ_INT(rtp_worker_add_participant(w, &cl[i].p), 0);
+    }
+    CHECK(await_ev(RTP_WORKER_EV_DONE, 0, 3));
+    for (int i = 0; i < 2; i++)
+        client_send_rtcp(&cl[i]);
+    CHECK(await_ev(RTP_WORKER_EV_LATCHED, 0, 2));
+    got g;
+    /* A never sets V: V=0 at -127 is silence (dropped), V=0 at -20 dBov is forwarded */
+    client_send_level(&cl[0], 0, false, false, 127);
+    client_send_level(&cl[0], 1, false, false, 20);
+    CHECK_EQ_INT(client_recv(&cl[1], &g), 1);
+    CHECK_EQ_INT(g.from, 1);
+    CHECK_EQ_INT(g.idx, 1);
+    /* B sets V (on a silent packet): from then on its V=0 packets are silence, V=1 is heard */
+    client_send_level(&cl[1], 0, false, true, 127);
+    client_send_level(&cl[1], 1, false, false, 20);
+    client_send_level(&cl[1], 2, false, true, 20);
+    CHECK_EQ_INT(client_recv(&cl[0], &g), 1);
+    CHECK_EQ_INT(g.from, 2);
+    CHECK_EQ_INT(g.idx, 2);
+    rtp_worker_stats st;
+    rtp_worker_stats_read(w, &st);
+    CHECK_EQ_INT(st.rtp_ok, 5);
+    CHECK_EQ_INT(st.drop_room[RTP_ROOM_DROP_NOT_SELECTED], 3);
+    for (int i = 0; i < 2; i++)
+        client_close(&cl[i]);
+    CHECK_EQ_INT(rtp_worker_stop_and_free(w), 0);
+    cur = NULL;
+    CHECK_EQ_INT(owner_fini(), 0);
+}
+
 TEST(garbage)
 {
     owner_init();
@@ -661,6 +718,7 @@ int main(void)
 #endif
     RUN(forwarding);
     RUN(no_allocation_gcm);
+    RUN(level_without_vad);
     RUN(garbage);
     RUN(lifecycle);
     RUN(inject_without_thread);
