@@ -336,6 +336,14 @@ size_t rtp_room_drain(rtp_room *r, rtp_room_change *out, size_t cap, bool *resen
  * slot), -ENOENT (no such listener) or -EINVAL (index out of range). */
 int rtp_room_slot_speaker(const rtp_room *r, uint32_t id, unsigned slot_index, uint32_t *speaker);
 
+/* Where participant `id`'s slot `slot_index` would go on if it moved to another room: its SSRC,
+ * the sequence number after the highest sent and a timestamp advanced by the time since (at least
+ * min_ts_step), in rtp_slot time units at `now`; a slot that never carried a packet gives its
+ * first numbers. So a listener moved between rooms sees each slot continue, never reusing a
+ * (SSRC, sequence number) pair under its key. 0, -ENOENT or -EINVAL. */
+int rtp_room_slot_continue(const rtp_room *r, uint32_t id, unsigned slot_index, uint32_t now,
+                           rtp_room_slot_cfg *out);
+
 /* The room's n_slots and the number of participants in it. */
 unsigned rtp_room_n_slots(const rtp_room *r);
 unsigned rtp_room_count(const rtp_room *r);
@@ -434,9 +442,10 @@ int rtp_worker_create_room(rtp_worker *w, uint32_t room, const rtp_room_config *
 int rtp_worker_add_participant(rtp_worker *w, const rtp_worker_participant *p);
 int rtp_worker_set_flags(rtp_worker *w, uint32_t handle, unsigned flags);
 int rtp_worker_remove_participant(rtp_worker *w, uint32_t handle);
-/* Moves a participant to another room of the same worker: p->room (must exist), p->flags and
- * p->slots (fresh slot numbers; same SSRCs is fine) are used; its SRTP sessions and latched
- * address are kept, so the client notices nothing but the new audience. */
+/* Moves a participant to another room of the same worker: p->room (must exist) and p->flags are
+ * used; its SRTP sessions, latched address and slots are kept — each slot goes on with the next
+ * sequence number and a later timestamp (rtp_room_slot_continue) — so the client notices nothing
+ * but the new audience and a new talkspurt. */
 int rtp_worker_move_participant(rtp_worker *w, const rtp_worker_participant *p);
 /* Destroys an empty room (-EBUSY in its DONE event while participants remain). */
 int rtp_worker_destroy_room(rtp_worker *w, uint32_t room);

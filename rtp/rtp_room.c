@@ -458,6 +458,26 @@ int rtp_room_slot_speaker(const rtp_room *r, uint32_t id, unsigned slot_index, u
     return 0;
 }
 
+int rtp_room_slot_continue(const rtp_room *r, uint32_t id, unsigned slot_index, uint32_t now,
+                           rtp_room_slot_cfg *out)
+{
+    uint32_t q = find(r, id);
+    if (q == NONE) return -ENOENT;
+    if (slot_index >= r->n) return -EINVAL;
+    const rtp_slot *s = &r->slots[(size_t)q * r->n + slot_index];
+    out->ssrc = s->ssrc_out;
+    if (!s->active) {
+        out->seq = s->init_seq;
+        out->ts = s->init_ts;
+        return 0;
+    }
+    uint32_t elapsed = now - s->max_ts_now;
+    if ((int32_t)elapsed < (int32_t)s->min_ts_step) elapsed = s->min_ts_step;
+    out->seq = (uint16_t)(s->max_seq_out + 1);
+    out->ts = s->max_ts_out + elapsed;
+    return 0;
+}
+
 unsigned rtp_room_n_slots(const rtp_room *r)
 {
     return r->n;

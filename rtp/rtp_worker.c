@@ -437,7 +437,13 @@ static int do_move(rtp_worker *w, const cmd *c)
     if (!to) return -ENOENT;
     if (to == pt->room) return rtp_room_set_flags(to->room, p->handle, p->flags);
     if (p->n_slots != rtp_room_n_slots(to->room)) return -EINVAL;
-    int rc = rtp_room_join(to->room, p->handle, p->flags, p->slots);
+    /* the slots go on where they were (same SSRCs and key: numbers must never repeat) */
+    rtp_room_slot_cfg next[RTP_ROOM_MAX_SLOTS];
+    uint32_t now_rtp = (uint32_t)uv_now(&w->loop) * 48u;
+    for (unsigned i = 0; i < p->n_slots; i++)
+        if (rtp_room_slot_continue(pt->room->room, p->handle, i, now_rtp, &next[i]) < 0)
+            return -EINVAL;
+    int rc = rtp_room_join(to->room, p->handle, p->flags, next);
     if (rc < 0) return rc;
     rtp_room_leave(pt->room->room, pt->handle);
     room_mark(w, pt->room);

@@ -70,11 +70,17 @@ struct msess {
 
 struct mroom {
     char key[48];
+    uint64_t guild;
     int worker;
     uint32_t id;
     msess *head;
     size_t count;
 };
+
+typedef struct mguild {
+    int worker; /* every room of the guild is on it */
+    size_t rooms;
+} mguild;
 
 typedef struct mworker {
     rtp_worker *w;
@@ -91,6 +97,7 @@ struct media {
     hmap *by_handle; /* handle -> msess */
     hmap *ssrcs;     /* ssrc -> msess (every upstream and slot SSRC in use) */
     hmap *rooms;     /* "guild:channel" -> mroom */
+    hmap *guilds;    /* guild id -> mguild (while it has rooms) */
     uint32_t next_handle, next_room;
     uv_timer_t reap;
     msess *detached;
@@ -174,10 +181,23 @@ static mroom *room_get(media *m, uint64_t guild, uint64_t channel)
     room_key(guild, channel, key);
     mroom *r = hmap_gets(m->rooms, key);
     if (r) return r;
+    /* a guild's rooms share a worker (D26), so a move never changes worker; a DM call is alone */
+    mguild *g = guild ? hmap_getu(m->guilds, guild) : NULL;
     int best = 0;
-    for (int i = 1; i < m->nworkers; i++)
-        if (m->workers[i].load < m->workers[best].load) best = i;
+    if (g) {
+        best = g->worker;
+    } else {
+        for (int i = 1; i < m->nworkers; i++)
+            if (m->workers[i].load < m->workers[best].load) best = i;
+        if (guild) {
+            g = xcalloc(1, sizeof *g);
+            g->worker = best;
+            hmap_putu(m->guilds, guild, g);
+        }
+    }
+    if (g) g->rooms++;
     r = xcalloc(1, sizeof *r);
+    r->guild = guild;
     memcpy(r->key, key, sizeof key);
     r->worker = best;
     r->id = ++m->next_room;
@@ -193,6 +213,11 @@ static void room_put(media *m, mroom *r)
     if (r->count) return;
     int err = rtp_worker_destroy_room(m->workers[r->worker].w, r->id);
     if (err < 0) LOG(LOG_ERROR, "media worker %d: cannot queue a room's end", r->worker);
+    mguild *g = r->guild ? hmap_getu(m->guilds, r->guild) : NULL;
+    if (g && --g->rooms == 0) {
+        hmap_delu(m->guilds, r->guild);
+        free(g);
+    }
     hmap_dels(m->rooms, r->key);
     free(r);
 }
@@ -457,7 +482,17 @@ static void conn_touched(media *m, const char *conn_id)
         s->guild_id = v.guild_id;
         s->channel_id = v.channel_id;
         s->flags = flags;
-        fresh_slots(s);
+        for (unsigned i = 0; i < s->n_slots; i++)
+            s->slot_has[i] = false; /* the new room's speakers arrive as Speaking */
+        if (to->worker != old_worker) {
+            /* (not for a guild's moves: D26) a new worker knows nothing of the slots' numbers:
+             * new slot SSRCs, so no (SSRC, seq) pair is ever protected twice under the key */
+            for (unsigned i = 0; i < s->n_slots; i++) {
+                hmap_delu(m->ssrcs, s->slots[i].ssrc);
+                s->slots[i].ssrc = fresh_ssrc(m, s);
+            }
+            fresh_slots(s);
+        }
         for (msess *o = from->head; o; o = o->rnext)
             if (o != s) send_op(s, 13, user_json(o));
         room_unlink(m, s); /* may free `from` */
@@ -581,6 +616,7 @@ int media_start(voice_node *n)
     m->by_handle = hmap_new();
     m->ssrcs = hmap_new();
     m->rooms = hmap_new();
+    m->guilds = hmap_new();
     n->media = m;
     for (int i = 0; i < m->nworkers; i++) {
         mworker *mw = &m->workers[i];
@@ -655,7 +691,11 @@ void media_stop(voice_node *n)
     hmap_free(m->by_handle);
     hmap_free(m->ssrcs);
     hmap_free(m->rooms);
-    m->by_conn = m->by_handle = m->ssrcs = m->rooms = NULL;
+    it = 0;
+    while (hmap_next(m->guilds, &it, NULL, NULL, &v))
+        free(v);
+    hmap_free(m->guilds);
+    m->by_conn = m->by_handle = m->ssrcs = m->rooms = m->guilds = NULL;
 }
 
 void media_free(voice_node *n)
