@@ -129,9 +129,10 @@ int sig_conn_reap_transport(sig_core *c, const char *connection_id, int64_t now_
  *   - op 7 Resume: 4005 once identified; d must be exactly {"connection_id", "session_id",
  *     "resume_token"} (strings), else 4002;
  *   - op 1 Select Protocol, op 5 Speaking, any other op: 4003 before Identify (HELLO);
- *   - op 1: 4005 in MEDIA (a protocol was selected); d.protocol must be a string (4002), "srtp"
- *     (4012); d must be exactly {"protocol", "modes"} with 1–8 strings in modes (4002); `mode` is
- *     the first supported one in the client's order, none: 4016;
+ *   - op 1: 4005 in MEDIA (a protocol was selected); d.protocol must be a string (4002),
+ *     "webrtc" or "srtp" (4012); webrtc: d must be exactly {"protocol", "sdp": string} (4002; the
+ *     offer is parsed by the media plane); srtp: d must be exactly {"protocol", "modes"} with 1–8
+ *     strings in modes (4002); `mode` is the first supported one in the client's order, none: 4016;
  *   - op 5: d must be exactly {"speaking": bool} (4002);
  *   - any other op: 4001.
  * Returns 0 with out->op and that op's fields set, or -EPROTO with out->close_code and
@@ -158,7 +159,8 @@ typedef struct sig_vmsg {
     int close_code;           /* refused: the WebSocket close code (4001 …), else 0 */
     const char *close_reason; /* refused: static reason text, else NULL */
     const char *token;        /* Identify */
-    const char *protocol;     /* Select Protocol: "srtp" */
+    const char *protocol;     /* Select Protocol: "srtp" or "webrtc" */
+    const char *sdp;          /* Select Protocol webrtc: the offer (not parsed here) */
     rtp_srtp_profile mode;    /* Select Protocol: the chosen encryption mode */
     const char *connection_id, *session_id, *resume_token; /* Resume */
     bool speaking;                                         /* Speaking */

@@ -53,6 +53,12 @@ static int dec_select_protocol(sig_vmsg *m, json_t *d, sig_vstate st)
     if (st == SIG_VSTATE_MEDIA) return refuse(m, 4005, "already selected a protocol");
     if (!json_is_object(d) || json_unpack_ex(d, &e, 0, "{s:s}", "protocol", &m->protocol) < 0)
         return refuse(m, 4002, "decode error: select protocol needs d.protocol (a string)");
+    if (strcmp(m->protocol, "webrtc") == 0) {
+        if (json_unpack_ex(d, &e, JSON_STRICT, "{s:s,s:s}", "protocol", &m->protocol, "sdp",
+                           &m->sdp) < 0)
+            return refuse(m, 4002, "decode error: webrtc needs d.sdp (a string) and nothing else");
+        return 0;
+    }
     if (strcmp(m->protocol, "srtp") != 0) return refuse(m, 4012, "unknown protocol");
     if (json_unpack_ex(d, &e, JSON_STRICT, "{s:s,s:o}", "protocol", &m->protocol, "modes", &modes) <
             0 ||

@@ -155,9 +155,18 @@ TEST(select_protocol_refusals)
                   "decode error: select protocol needs"));
     CHECK(refused("{\"op\":1,\"d\":{\"protocol\":1}}", R, 4002,
                   "decode error: select protocol needs"));
+    /* webrtc: exactly {protocol, sdp: string}; the offer itself is the media plane's */
+    CHECK_EQ_INT(dec("{\"op\":1,\"d\":{\"protocol\":\"webrtc\",\"sdp\":\"v=0\"}}", R), 0);
+    CHECK_EQ_INT(m.op, SIG_VOP_SELECT_PROTOCOL);
+    CHECK_EQ_STR(m.protocol, "webrtc");
+    CHECK_EQ_STR(m.sdp, "v=0");
+    CHECK(refused("{\"op\":1,\"d\":{\"protocol\":\"webrtc\"}}", R, 4002,
+                  "decode error: webrtc needs d.sdp"));
+    CHECK(refused("{\"op\":1,\"d\":{\"protocol\":\"webrtc\",\"sdp\":1}}", R, 4002,
+                  "decode error: webrtc needs d.sdp"));
+    CHECK(refused("{\"op\":1,\"d\":{\"protocol\":\"webrtc\",\"sdp\":\"v=0\",\"modes\":[]}}",
+                  R, 4002, "decode error: webrtc needs d.sdp"));
     /* another protocol: 4012 before anything else is looked at */
-    CHECK(refused("{\"op\":1,\"d\":{\"protocol\":\"webrtc\",\"sdp\":\"v=0\"}}", R, 4012,
-                  "unknown protocol"));
     CHECK(refused("{\"op\":1,\"d\":{\"protocol\":\"udp\"}}", R, 4012, "unknown protocol"));
     /* srtp: modes missing, not an array, empty, more than 8, another key */
     const char *mod[] = {
