@@ -56,6 +56,12 @@
       "How late each media worker's periodic timer fired last")                                    \
     X(M_MEDIA_FORWARD_LATENCY, "voxd_media_forward_latency_seconds", "histogram",                  \
       "Time from receiving a packet to sending its copies, per sent datagram")                     \
+    X(M_WEBRTC_OFFERS_REFUSED, "voxd_webrtc_offers_refused_total", "counter",                      \
+      "WebRTC offers refused at Select Protocol, by reason")                                       \
+    X(M_WEBRTC_STUN, "voxd_webrtc_stun_requests_total", "counter",                                 \
+      "STUN Binding requests on the media workers, by result")                                     \
+    X(M_WEBRTC_DTLS, "voxd_webrtc_dtls_handshakes_total", "counter",                               \
+      "DTLS handshakes of webrtc transports, by result")                                           \
     X(M_LOOP_LAG, "voxd_loop_lag_seconds", "gauge",                                                \
       "How late the signalling loop's periodic timer fired last")                                  \
     X(M_BUILD_INFO, "voxd_build_info", "gauge", "Build information (always 1)")                    \

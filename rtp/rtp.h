@@ -371,18 +371,20 @@ typedef struct rtp_worker rtp_worker;
 #define RTP_WORKER_BATCH 32 /* datagrams per recvmmsg */
 
 typedef struct rtp_worker_config {
-    const char *address;       /* numeric IPv4 or IPv6 address to bind ("127.0.0.1", "::") */
-    uint16_t port;             /* 0: an ephemeral port (rtp_worker_port() tells which) */
-    uint32_t max_rooms;        /* 1–65535 */
-    uint32_t max_participants; /* in all its rooms together, 1–65535 */
-    uint8_t level_ext_id;      /* RFC 6464 audio-level extension ID (SDP), 1–255; 0: 1 */
-    uint32_t silence_ms;       /* an EV_SILENT after this long without an authenticated packet
-                                  (RTP or RTCP) from a latched participant; 0: 5,000 */
-    uint32_t queue_len;        /* command queue capacity; 0: 1,024. The event queue holds
-                                  max(queue_len, 4 × max_participants) (Speaking bursts) */
-    void *event_async;         /* uv_async_t * on the owner's loop, signalled when events are
-                                  queued; NULL: the owner polls rtp_worker_events(); must
-                                  outlive the worker (until rtp_worker_stop_and_free returns) */
+    const char *address;        /* numeric IPv4 or IPv6 address to bind ("127.0.0.1", "::") */
+    uint16_t port;              /* 0: an ephemeral port (rtp_worker_port() tells which) */
+    uint32_t max_rooms;         /* 1–65535 */
+    uint32_t max_participants;  /* in all its rooms together, 1–65535 */
+    uint8_t level_ext_id;       /* RFC 6464 audio-level extension ID (SDP), 1–255; 0: 1 */
+    uint32_t silence_ms;        /* an EV_SILENT after this long without an authenticated packet
+                                   (RTP or RTCP) from a latched participant; 0: 5,000 */
+    uint32_t queue_len;         /* command queue capacity; 0: 1,024. The event queue holds
+                                   max(queue_len, 4 × max_participants) (Speaking bursts) */
+    struct wrtc_dtls_ctx *dtls; /* the node's DTLS certificate for webrtc participants (shared,
+                                   read-only, outlives the worker); NULL: no webrtc */
+    void *event_async;          /* uv_async_t * on the owner's loop, signalled when events are
+                                   queued; NULL: the owner polls rtp_worker_events(); must
+                                   outlive the worker (until rtp_worker_stop_and_free returns) */
 } rtp_worker_config;
 
 typedef enum rtp_srtp_profile {
@@ -398,15 +400,32 @@ typedef struct rtp_srtp_key {
 } rtp_srtp_key;
 
 /* A participant as the signalling plane describes it. */
+typedef enum rtp_transport {
+    RTP_TRANSPORT_SRTP = 0, /* keys given (SDES-style over the voice WebSocket) */
+    RTP_TRANSPORT_WEBRTC,   /* ICE-lite + DTLS-SRTP: keys from the handshake (webrtc/) */
+} rtp_transport;
+
+#define RTP_ICE_UFRAG_LEN 8  /* ours: 8 lowercase hex digits (a uint32 unique on the worker) */
+#define RTP_ICE_PWD_LEN   32 /* ours: 32 hex digits */
+
 typedef struct rtp_worker_participant {
     uint32_t room;    /* the caller's room id (rtp_worker_create_room) */
     uint32_t handle;  /* the caller's participant handle, unique within the worker */
     unsigned flags;   /* RTP_ROOM_MUTED, _SUPPRESSED, _DEAF */
-    uint32_t ssrc;    /* its upstream SSRC: packets are attributed by it */
-    rtp_srtp_key in;  /* the client's key: unprotects its SRTP and SRTCP */
-    rtp_srtp_key out; /* the node's key towards it: protects every slot's stream */
+    uint32_t ssrc;    /* its upstream SSRC: packets are attributed by it; webrtc: 0 = learnt
+                         from its first SRTP packet on the ICE address */
+    rtp_srtp_key in;  /* srtp: the client's key: unprotects its SRTP and SRTCP */
+    rtp_srtp_key out; /* srtp: the node's key towards it: protects every slot's stream */
     uint8_t n_slots;  /* must equal the room's */
     rtp_room_slot_cfg slots[RTP_ROOM_MAX_SLOTS]; /* slot SSRCs and first seq/ts (drawn by caller) */
+    uint8_t transport;                           /* rtp_transport */
+    uint8_t level_ext_id;                        /* its audio-level extension id; 0: the worker's */
+    uint8_t payload_type; /* the Opus payload type it receives (a forwarded packet's PT is
+                             rewritten to it); 0: left as the sender's */
+    /* webrtc only */
+    char ice_ufrag[RTP_ICE_UFRAG_LEN + 1]; /* ours */
+    char ice_pwd[RTP_ICE_PWD_LEN + 1];     /* ours */
+    uint8_t remote_fp[32];                 /* sha-256 of its DTLS certificate (its offer) */
 } rtp_worker_participant;
 
 /* 0 with *out set, -EINVAL (a bound out of range, an address that is not numeric), -ENOMEM, or a
@@ -513,6 +532,12 @@ typedef struct rtp_worker_stats {
     uint64_t drop_send;                       /* sendmmsg did not take it (EAGAIN, error) */
     uint64_t tx_datagrams, tx_bytes, tx_batches; /* sendmmsg: datagrams, bytes, calls */
     uint64_t events_dropped;                     /* the event queue was full */
+    /* webrtc */
+    uint64_t stun_ok;        /* Binding requests answered with a success */
+    uint64_t drop_stun;      /* STUN refused (malformed, unknown ufrag, bad integrity, …) */
+    uint64_t dtls_connected; /* handshakes completed (keys exported) */
+    uint64_t dtls_failed;    /* handshakes failed (fingerprint, profile, timeout, alert) */
+    uint64_t drop_dtls;      /* DTLS from an address with no transport, or after failure */
     /* forwarding latency: from the recvmmsg that read a packet to the sendmmsg that sent its
      * copies, per sent datagram, in buckets of RTP_WORKER_LAT_BOUNDS_US (last: above) */
     uint64_t fwd_lat[RTP_WORKER_LAT_N + 1];

@@ -40,6 +40,7 @@
  * whose thread was never started (tests/fuzz/fuzz_srtp.c).
  */
 #include "rtp/rtp.h"
+#include "webrtc/webrtc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -53,11 +54,18 @@
 #include <unistd.h>
 #include <uv.h>
 
-#define RTP_WORKER_MTU    1500
-#define RTP_WORKER_BUF    (RTP_WORKER_MTU + SRTP_MAX_TRAILER_LEN + 16)
-#define RTP_WORKER_OUT    256 /* out datagrams queued before a sendmmsg */
-#define RTP_WORKER_ROUNDS 8   /* recvmmsg batches per readable callback */
-#define RTP_WORKER_NO_LEVEL 50 /* -dBov assumed for a packet without the audio level (D24) */
+#define RTP_WORKER_MTU         1500
+#define RTP_WORKER_BUF         (RTP_WORKER_MTU + SRTP_MAX_TRAILER_LEN + 16)
+#define RTP_WORKER_OUT         256   /* out datagrams queued before a sendmmsg */
+#define RTP_WORKER_ROUNDS      8     /* recvmmsg batches per readable callback */
+#define RTP_WORKER_NO_LEVEL    50    /* -dBov assumed for a packet without the audio level (D24) */
+#define RTP_WORKER_HS_TICK_MS  50    /* DTLS retransmission timer granularity */
+#define RTP_WORKER_HS_DEADLINE 20000 /* a DTLS handshake must end within this */
+
+_Static_assert((int)WRTC_SRTP_AES_CM_128_HMAC_SHA1_80 == (int)RTP_SRTP_AES_CM_128_HMAC_SHA1_80 &&
+                   (int)WRTC_SRTP_AEAD_AES_128_GCM == (int)RTP_SRTP_AEAD_AES_128_GCM &&
+                   WRTC_SRTP_KEY_MAX == RTP_SRTP_KEY_MAX,
+               "webrtc's SRTP keys are rtp's");
 
 typedef struct wroom {
     bool used;
@@ -71,13 +79,26 @@ typedef struct part {
     bool latched;
     bool silent_sent;
     bool vad_seen; /* a packet of it had the audio level's V flag set: it does VAD (D25) */
+    bool keyed;    /* its SRTP sessions exist (srtp: from the start; webrtc: after DTLS) */
+    bool ice;      /* webrtc: an authenticated STUN check came; addr is its ICE address */
+    bool in_addr;  /* webrtc: in by_addr under addr */
+    bool in_hs;    /* webrtc: on the handshake list */
+    uint8_t transport;
+    uint8_t level_id, pt;
+    uint8_t n_slots;
     uint32_t handle;
-    uint32_t ssrc;
+    uint32_t ssrc; /* webrtc: 0 until learnt */
     wroom *room;
     srtp_t in, out;
     uint64_t last_rx_ms;
     struct sockaddr_storage addr;
     socklen_t addr_len;
+    /* webrtc */
+    uint32_t ufrag_key;
+    char ufrag[RTP_ICE_UFRAG_LEN + 1], pwd[RTP_ICE_PWD_LEN + 1];
+    wrtc_dtls *dtls;
+    uint64_t hs_deadline_ms;
+    uint32_t slot_ssrc[RTP_ROOM_MAX_SLOTS];
 } part;
 
 /* uint32 key → participant index + 1 (0 = empty); linear probing, backward-shift delete */
@@ -118,6 +139,10 @@ struct rtp_worker {
     wroom *rooms;
     part *parts;
     u32map by_ssrc, by_handle, by_room;
+    u32map by_ufrag, by_addr; /* webrtc: our ufrag's value; a hash of the ICE address */
+    uint32_t *hs;             /* webrtc: participants in a DTLS handshake (indexes) */
+    uint32_t nhs;
+    uv_timer_t hs_timer;
     uint32_t *dirty; /* indexes of rooms with possibly queued slot changes */
     uint32_t ndirty;
     rtp_room_change *changes;
@@ -287,18 +312,21 @@ static int srtp_policy_for(srtp_policy_t *pol, const rtp_srtp_key *k)
     return 0;
 }
 
-/* inbound: the client's SSRC; outbound: one policy per slot SSRC */
-static int srtp_sessions(const rtp_worker_participant *p, srtp_t *in, srtp_t *out)
+/* inbound: the client's SSRC (any, for a webrtc browser: its RTCP comes from several);
+ * outbound: one policy per slot SSRC */
+static int srtp_sessions_for(const rtp_srtp_key *kin, const rtp_srtp_key *kout, uint32_t ssrc,
+                             bool any_in, const uint32_t *slot_ssrc, unsigned n_slots, srtp_t *in,
+                             srtp_t *out)
 {
     srtp_policy_t pin, pout[RTP_ROOM_MAX_SLOTS];
-    if (srtp_policy_for(&pin, &p->in) < 0) return -EINVAL;
-    pin.ssrc.type = ssrc_specific;
-    pin.ssrc.value = p->ssrc;
-    for (unsigned i = 0; i < p->n_slots; i++) {
-        if (srtp_policy_for(&pout[i], &p->out) < 0) return -EINVAL;
+    if (srtp_policy_for(&pin, kin) < 0) return -EINVAL;
+    pin.ssrc.type = any_in ? ssrc_any_inbound : ssrc_specific;
+    pin.ssrc.value = ssrc;
+    for (unsigned i = 0; i < n_slots; i++) {
+        if (srtp_policy_for(&pout[i], kout) < 0) return -EINVAL;
         pout[i].ssrc.type = ssrc_specific;
-        pout[i].ssrc.value = p->slots[i].ssrc;
-        pout[i].next = i + 1 < p->n_slots ? &pout[i + 1] : NULL;
+        pout[i].ssrc.value = slot_ssrc[i];
+        pout[i].next = i + 1 < n_slots ? &pout[i + 1] : NULL;
     }
     if (srtp_create(in, &pin) != srtp_err_status_ok) return -EACCES;
     if (srtp_create(out, &pout[0]) != srtp_err_status_ok) {
@@ -386,33 +414,87 @@ static int do_create_room(rtp_worker *w, const cmd *c)
     return -ENOSPC;
 }
 
+static uint32_t ufrag_value(const char *u, size_t n)
+{
+    if (n != RTP_ICE_UFRAG_LEN) return 0;
+    uint32_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = u[i];
+        uint32_t d = ch >= '0' && ch <= '9'   ? (uint32_t)(ch - '0')
+                     : ch >= 'a' && ch <= 'f' ? (uint32_t)(ch - 'a' + 10)
+                                              : 16;
+        if (d == 16) return 0;
+        v = v << 4 | d;
+    }
+    return v;
+}
+
+static void hs_start(rtp_worker *w, uint32_t idx);
+static void on_hs_timer(uv_timer_t *t);
+
 static int do_add(rtp_worker *w, const cmd *c)
 {
     const rtp_worker_participant *p = &c->p;
+    bool webrtc = p->transport == RTP_TRANSPORT_WEBRTC;
     wroom *r = room_find(w, p->room);
     if (!r) return -ENOENT;
-    if (part_by_handle(w, p->handle) || map_get(&w->by_ssrc, p->ssrc)) return -EEXIST;
+    if (part_by_handle(w, p->handle) || (p->ssrc && map_get(&w->by_ssrc, p->ssrc))) return -EEXIST;
     if (p->n_slots != rtp_room_n_slots(r->room)) return -EINVAL;
+    if (p->transport > RTP_TRANSPORT_WEBRTC || (!webrtc && !p->ssrc)) return -EINVAL;
+    uint32_t ukey = 0;
+    if (webrtc) {
+        ukey = ufrag_value(p->ice_ufrag, strnlen(p->ice_ufrag, sizeof p->ice_ufrag));
+        if (!w->cfg.dtls || !ukey || strnlen(p->ice_pwd, sizeof p->ice_pwd) != RTP_ICE_PWD_LEN)
+            return -EINVAL;
+        if (map_get(&w->by_ufrag, ukey)) return -EEXIST;
+    }
     uint32_t idx = 0;
     while (idx < w->cfg.max_participants && w->parts[idx].used)
         idx++;
     if (idx == w->cfg.max_participants) return -ENOSPC;
     part *pt = &w->parts[idx];
     memset(pt, 0, sizeof *pt);
-    int rc = srtp_sessions(p, &pt->in, &pt->out);
-    if (rc < 0) return rc;
+    for (unsigned i = 0; i < p->n_slots; i++)
+        pt->slot_ssrc[i] = p->slots[i].ssrc;
+    pt->n_slots = p->n_slots;
+    int rc = 0;
+    if (webrtc) {
+        rc = wrtc_dtls_new(w->cfg.dtls, p->remote_fp, &pt->dtls);
+        if (rc < 0) return rc;
+    } else {
+        rc = srtp_sessions_for(&p->in, &p->out, p->ssrc, false, pt->slot_ssrc, p->n_slots, &pt->in,
+                               &pt->out);
+        if (rc < 0) return rc;
+        pt->keyed = true;
+    }
     rc = rtp_room_join(r->room, p->handle, p->flags, p->slots);
     if (rc < 0) {
-        srtp_dealloc(pt->in);
-        srtp_dealloc(pt->out);
+        if (pt->keyed) {
+            srtp_dealloc(pt->in);
+            srtp_dealloc(pt->out);
+        }
+        wrtc_dtls_free(pt->dtls);
+        memset(pt, 0, sizeof *pt);
         return rc;
     }
     pt->used = true;
+    pt->transport = p->transport;
+    pt->level_id = p->level_ext_id ? p->level_ext_id : w->cfg.level_ext_id;
+    pt->pt = p->payload_type;
     pt->handle = p->handle;
     pt->ssrc = p->ssrc;
     pt->room = r;
     map_put(&w->by_handle, p->handle, idx + 1);
-    map_put(&w->by_ssrc, p->ssrc, idx + 1);
+    if (p->ssrc) map_put(&w->by_ssrc, p->ssrc, idx + 1);
+    if (webrtc) {
+        pt->ufrag_key = ukey;
+        memcpy(pt->ufrag, p->ice_ufrag, sizeof pt->ufrag);
+        pt->ufrag[RTP_ICE_UFRAG_LEN] = 0;
+        memcpy(pt->pwd, p->ice_pwd, sizeof pt->pwd);
+        pt->pwd[RTP_ICE_PWD_LEN] = 0;
+        map_put(&w->by_ufrag, ukey, idx + 1);
+        hs_start(w, idx);
+    }
     return 0;
 }
 
@@ -451,15 +533,27 @@ static int do_move(rtp_worker *w, const cmd *c)
     return 0;
 }
 
+static void hs_stop(rtp_worker *w, part *pt);
+static uint32_t addr_hash(const struct sockaddr_storage *a);
+static part *part_by_addr(rtp_worker *w, const struct sockaddr_storage *from);
+
 static void part_drop(rtp_worker *w, part *pt)
 {
     rtp_room_leave(pt->room->room, pt->handle);
     room_mark(w, pt->room);
     map_del(&w->by_handle, pt->handle);
-    map_del(&w->by_ssrc, pt->ssrc);
-    srtp_dealloc(pt->in);
-    srtp_dealloc(pt->out);
-    memset(pt, 0, sizeof *pt);
+    if (pt->ssrc) map_del(&w->by_ssrc, pt->ssrc);
+    if (pt->keyed) {
+        srtp_dealloc(pt->in);
+        srtp_dealloc(pt->out);
+    }
+    if (pt->transport == RTP_TRANSPORT_WEBRTC) {
+        hs_stop(w, pt);
+        map_del(&w->by_ufrag, pt->ufrag_key);
+        if (pt->in_addr) map_del(&w->by_addr, addr_hash(&pt->addr));
+        wrtc_dtls_free(pt->dtls);
+    }
+    explicit_bzero(pt, sizeof *pt);
 }
 
 static void on_closed(uv_handle_t *h)
@@ -472,6 +566,7 @@ static void worker_close(rtp_worker *w)
     uv_close((uv_handle_t *)&w->poll, on_closed);
     uv_close((uv_handle_t *)&w->async, on_closed);
     uv_close((uv_handle_t *)&w->timer, on_closed);
+    uv_close((uv_handle_t *)&w->hs_timer, on_closed);
 }
 
 /* Applies the queued commands in order; false when one of them was the stop. */
@@ -580,8 +675,10 @@ static void latch(rtp_worker *w, pkt_ctx *c)
     pt->silent_sent = false;
     if (pt->latched) return;
     pt->latched = true;
-    memcpy(&pt->addr, c->from, c->from_len);
-    pt->addr_len = c->from_len;
+    if (pt->transport != RTP_TRANSPORT_WEBRTC) { /* webrtc: the ICE address, set by STUN */
+        memcpy(&pt->addr, c->from, c->from_len);
+        pt->addr_len = c->from_len;
+    }
     rtp_worker_event ev = {.kind = RTP_WORKER_EV_LATCHED, .id = pt->handle};
     memcpy(&ev.addr, c->from, c->from_len);
     ev.addr_len = c->from_len;
@@ -595,11 +692,15 @@ static void stage_rtcp(rtp_worker *w, pkt_ctx *c)
         return;
     }
     uint32_t v = map_get(&w->by_ssrc, rd32(c->buf + 4));
-    if (!v) {
+    c->src = v ? &w->parts[v - 1] : part_by_addr(w, c->from); /* a browser's RTCP: any SSRC */
+    if (!c->src) {
         w->st.drop_unknown_ssrc++;
         return;
     }
-    c->src = &w->parts[v - 1];
+    if (!c->src->keyed) {
+        w->st.drop_rtcp_auth++;
+        return;
+    }
     if (srtp_unprotect_rtcp(c->src->in, c->buf, &c->len) != srtp_err_status_ok) {
         w->st.drop_rtcp_auth++;
         return;
@@ -612,7 +713,7 @@ static void stage_forward(rtp_worker *w, pkt_ctx *c, const rtp_room_dest *d)
 {
     uint32_t v = map_get(&w->by_handle, d->listener);
     part *to = v ? &w->parts[v - 1] : NULL;
-    if (!to || !to->latched) {
+    if (!to || !to->latched || !to->keyed) {
         w->st.drop_dest_unlatched++;
         return;
     }
@@ -626,6 +727,7 @@ static void stage_forward(rtp_worker *w, pkt_ctx *c, const rtp_room_dest *d)
     }
     size_t body = c->rtp.len - c->rtp.hdr_len;
     memcpy(out + c->rtp.hdr_len, c->rtp.data + c->rtp.hdr_len, body);
+    if (to->pt) out[1] = (uint8_t)((out[1] & 0x80) | to->pt); /* the listener's Opus PT */
     int len = (int)c->rtp.len;
     if (srtp_protect(to->out, out, &len) != srtp_err_status_ok) {
         w->st.drop_protect++;
@@ -644,15 +746,25 @@ static void stage_rtp(rtp_worker *w, pkt_ctx *c)
         w->st.drop_too_short++;
         return;
     }
-    uint32_t v = map_get(&w->by_ssrc, rd32(c->buf + 8));
-    if (!v) {
+    uint32_t ssrc = rd32(c->buf + 8);
+    uint32_t v = map_get(&w->by_ssrc, ssrc);
+    c->src = v ? &w->parts[v - 1] : NULL;
+    if (!c->src) {
+        /* a browser whose offer named no SSRC: its first packet on the ICE address names it */
+        part *pt = part_by_addr(w, c->from);
+        if (pt && pt->keyed && !pt->ssrc) c->src = pt;
+    }
+    if (!c->src) {
         w->st.drop_unknown_ssrc++;
         return;
     }
-    c->src = &w->parts[v - 1];
-    if (srtp_unprotect(c->src->in, c->buf, &c->len) != srtp_err_status_ok) {
+    if (!c->src->keyed || srtp_unprotect(c->src->in, c->buf, &c->len) != srtp_err_status_ok) {
         w->st.drop_auth++;
         return;
+    }
+    if (!c->src->ssrc) { /* authenticated: adopt its SSRC */
+        c->src->ssrc = ssrc;
+        map_put(&w->by_ssrc, ssrc, (uint32_t)(c->src - w->parts) + 1);
     }
     w->st.rtp_ok++;
     latch(w, c);
@@ -660,7 +772,7 @@ static void stage_rtp(rtp_worker *w, pkt_ctx *c)
         w->st.drop_parse++;
         return;
     }
-    int lv = rtp_audio_level(&c->rtp, w->cfg.level_ext_id, &c->voice, &c->level);
+    int lv = rtp_audio_level(&c->rtp, c->src->level_id, &c->voice, &c->level);
     if (lv == -ENOENT) { /* a sender without the extension is heard, at a modest level (D24) */
         c->voice = true;
         c->level = RTP_WORKER_NO_LEVEL;
@@ -686,6 +798,216 @@ static void stage_rtp(rtp_worker *w, pkt_ctx *c)
         stage_forward(w, c, &w->dests[i]);
 }
 
+/* ---- webrtc: ICE-lite STUN and DTLS on the same socket (webrtc/, issue 5) ---------------- */
+
+static uint32_t addr_hash(const struct sockaddr_storage *a)
+{
+    uint32_t h = 2166136261u;
+    const uint8_t *p;
+    size_t n;
+    uint16_t port;
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)a;
+        p = (const uint8_t *)&s4->sin_addr;
+        n = 4;
+        port = s4->sin_port;
+    } else {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)a;
+        p = (const uint8_t *)&s6->sin6_addr;
+        n = 16;
+        port = s6->sin6_port;
+    }
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 16777619u;
+    h = (h ^ (port & 0xff)) * 16777619u;
+    h = (h ^ (port >> 8)) * 16777619u;
+    return h;
+}
+
+static bool addr_eq(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family) return false;
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+    return x->sin6_port == y->sin6_port && !memcmp(&x->sin6_addr, &y->sin6_addr, 16);
+}
+
+/* The webrtc participant whose ICE address is `from`, or NULL. */
+static part *part_by_addr(rtp_worker *w, const struct sockaddr_storage *from)
+{
+    uint32_t v = map_get(&w->by_addr, addr_hash(from));
+    if (!v) return NULL;
+    part *pt = &w->parts[v - 1];
+    return pt->used && pt->in_addr && addr_eq(&pt->addr, from) ? pt : NULL;
+}
+
+/* Queues one datagram of ours (a STUN response, a DTLS flight) for the batch's sendmmsg. `to`
+ * must stay valid until the flush (the receive batch's address, or a participant's). */
+static void tx_queue_to(rtp_worker *w, const uint8_t *data, size_t len,
+                        const struct sockaddr_storage *to, socklen_t to_len)
+{
+    if (len > RTP_WORKER_BUF) return;
+    if (w->tx_len == RTP_WORKER_OUT) tx_flush(w);
+    memcpy(w->tx_buf[w->tx_len], data, len);
+    w->tx_iov[w->tx_len].iov_len = len;
+    w->tx_msg[w->tx_len].msg_hdr.msg_name = (void *)to;
+    w->tx_msg[w->tx_len].msg_hdr.msg_namelen = to_len;
+    w->tx_len++;
+}
+
+/* Sets the participant's ICE address (the destination of its DTLS and, once keyed, its media). */
+static void ice_address(rtp_worker *w, part *pt, const pkt_ctx *c)
+{
+    if (pt->in_addr && addr_eq(&pt->addr, c->from)) return;
+    if (pt->in_addr) map_del(&w->by_addr, addr_hash(&pt->addr));
+    memcpy(&pt->addr, c->from, c->from_len);
+    pt->addr_len = c->from_len;
+    uint32_t h = addr_hash(&pt->addr), other = map_get(&w->by_addr, h);
+    pt->in_addr = !other; /* a hash collision with another transport: not findable by address */
+    if (!other) map_put(&w->by_addr, h, (uint32_t)(pt - w->parts) + 1);
+    pt->ice = true;
+}
+
+static void stage_stun(rtp_worker *w, pkt_ctx *c)
+{
+    wrtc_stun_msg m;
+    wrtc_stun_err why;
+    uint8_t resp[WRTC_STUN_RESP_MAX];
+    const char *uf;
+    size_t ul;
+    if (wrtc_stun_parse(c->buf, (size_t)c->len, &m, &why) < 0 || m.cls != 0) {
+        w->st.drop_stun++;
+        return;
+    }
+    uint32_t v =
+        wrtc_stun_local_ufrag(&m, &uf, &ul) == 0 ? map_get(&w->by_ufrag, ufrag_value(uf, ul)) : 0;
+    part *pt = v ? &w->parts[v - 1] : NULL;
+    if (pt && (ul != RTP_ICE_UFRAG_LEN || memcmp(uf, pt->ufrag, ul) != 0)) pt = NULL;
+    if (!pt || wrtc_stun_check(&m, pt->ufrag, NULL, pt->pwd, &why) < 0) {
+        w->st.drop_stun++;
+        int code = pt ? wrtc_stun_err_code(why) : (m.username ? 401 : 400);
+        if (!code) return;
+        const char *pwd = pt && (code == 420 || code == 487) ? pt->pwd : NULL;
+        int n = wrtc_stun_write_error(&m, code, pwd, resp, sizeof resp);
+        if (n > 0) tx_queue_to(w, resp, (size_t)n, c->from, c->from_len);
+        return;
+    }
+    int n =
+        wrtc_stun_write_success(&m, (const struct sockaddr *)c->from, pt->pwd, resp, sizeof resp);
+    if (n <= 0) {
+        w->st.drop_stun++;
+        return;
+    }
+    w->st.stun_ok++;
+    tx_queue_to(w, resp, (size_t)n, c->from, c->from_len);
+    pt->last_rx_ms = uv_now(&w->loop); /* consent (RFC 7675) is liveness */
+    pt->silent_sent = false;
+    if (!pt->ice || m.use_candidate) ice_address(w, pt, c);
+}
+
+static void dtls_send(rtp_worker *w, part *pt)
+{
+    uint8_t out[WRTC_DTLS_MTU];
+    int n;
+    while ((n = wrtc_dtls_pull(pt->dtls, out, sizeof out)) > 0)
+        tx_queue_to(w, out, (size_t)n, &pt->addr, pt->addr_len);
+}
+
+static void hs_start(rtp_worker *w, uint32_t idx)
+{
+    part *pt = &w->parts[idx];
+    pt->in_hs = true;
+    pt->hs_deadline_ms = uv_now(&w->loop) + RTP_WORKER_HS_DEADLINE;
+    w->hs[w->nhs++] = idx;
+    if (w->nhs == 1)
+        uv_timer_start(&w->hs_timer, on_hs_timer, RTP_WORKER_HS_TICK_MS, RTP_WORKER_HS_TICK_MS);
+}
+
+static void hs_stop(rtp_worker *w, part *pt)
+{
+    if (!pt->in_hs) return;
+    pt->in_hs = false;
+    uint32_t idx = (uint32_t)(pt - w->parts);
+    for (uint32_t i = 0; i < w->nhs; i++)
+        if (w->hs[i] == idx) {
+            w->hs[i] = w->hs[--w->nhs];
+            break;
+        }
+    if (!w->nhs) uv_timer_stop(&w->hs_timer);
+}
+
+static void hs_failed(rtp_worker *w, part *pt)
+{
+    w->st.dtls_failed++;
+    hs_stop(w, pt);
+}
+
+/* The handshake is done: SRTP sessions from the exported keys. */
+static void hs_keyed(rtp_worker *w, part *pt)
+{
+    wrtc_srtp_key win, wout;
+    rtp_srtp_key in, out;
+    if (wrtc_dtls_srtp_keys(pt->dtls, &win, &wout) < 0) return;
+    in.profile = (rtp_srtp_profile)win.profile;
+    out.profile = (rtp_srtp_profile)wout.profile;
+    memcpy(in.key, win.key, sizeof in.key);
+    memcpy(out.key, wout.key, sizeof out.key);
+    int rc =
+        srtp_sessions_for(&in, &out, pt->ssrc, true, pt->slot_ssrc, pt->n_slots, &pt->in, &pt->out);
+    explicit_bzero(&in, sizeof in);
+    explicit_bzero(&out, sizeof out);
+    explicit_bzero(&win, sizeof win);
+    explicit_bzero(&wout, sizeof wout);
+    if (rc < 0) {
+        hs_failed(w, pt);
+        return;
+    }
+    pt->keyed = true;
+    w->st.dtls_connected++;
+    hs_stop(w, pt);
+}
+
+static void stage_dtls(rtp_worker *w, pkt_ctx *c)
+{
+    part *pt = part_by_addr(w, c->from);
+    if (!pt || !pt->dtls) {
+        w->st.drop_dtls++;
+        return;
+    }
+    int st = wrtc_dtls_feed(pt->dtls, c->buf, (size_t)c->len);
+    dtls_send(w, pt);
+    if (st == -EINVAL) {
+        w->st.drop_dtls++;
+    } else if (st < 0 || st == WRTC_DTLS_FAILED) {
+        if (pt->in_hs) hs_failed(w, pt);
+    } else if (st == WRTC_DTLS_CONNECTED && !pt->keyed) {
+        hs_keyed(w, pt);
+    }
+}
+
+static void on_hs_timer(uv_timer_t *t)
+{
+    rtp_worker *w = t->data;
+    uint64_t now = uv_now(&w->loop);
+    for (uint32_t i = 0; i < w->nhs;) {
+        part *pt = &w->parts[w->hs[i]];
+        uint32_t before = w->nhs;
+        if (now >= pt->hs_deadline_ms) {
+            hs_failed(w, pt);
+        } else if (pt->ice && wrtc_dtls_timeout_ms(pt->dtls) == 0) {
+            if (wrtc_dtls_on_timeout(pt->dtls) < 0)
+                hs_failed(w, pt);
+            else
+                dtls_send(w, pt);
+        }
+        if (w->nhs == before) i++; /* else the last one moved into i */
+    }
+    tx_flush(w);
+}
+
 static void stage_demux(rtp_worker *w, pkt_ctx *c)
 {
     switch (rtp_demux(c->buf, (size_t)c->len)) {
@@ -694,6 +1016,12 @@ static void stage_demux(rtp_worker *w, pkt_ctx *c)
         break;
     case RTP_KIND_RTCP:
         stage_rtcp(w, c);
+        break;
+    case RTP_KIND_STUN:
+        stage_stun(w, c);
+        break;
+    case RTP_KIND_DTLS:
+        stage_dtls(w, c);
         break;
     default:
         w->st.drop_not_rtp++;
@@ -795,8 +1123,11 @@ static void worker_free_mem(rtp_worker *w)
     if (w->parts)
         for (uint32_t i = 0; i < w->cfg.max_participants; i++)
             if (w->parts[i].used) {
-                srtp_dealloc(w->parts[i].in);
-                srtp_dealloc(w->parts[i].out);
+                if (w->parts[i].keyed) {
+                    srtp_dealloc(w->parts[i].in);
+                    srtp_dealloc(w->parts[i].out);
+                }
+                wrtc_dtls_free(w->parts[i].dtls);
             }
     if (w->rooms)
         for (uint32_t i = 0; i < w->cfg.max_rooms; i++)
@@ -807,6 +1138,9 @@ static void worker_free_mem(rtp_worker *w)
     map_fini(&w->by_ssrc);
     map_fini(&w->by_handle);
     map_fini(&w->by_room);
+    map_fini(&w->by_ufrag);
+    map_fini(&w->by_addr);
+    free(w->hs);
     free(w->dirty);
     free(w->changes);
     free(w->rooms);
@@ -843,8 +1177,10 @@ int rtp_worker_new(const rtp_worker_config *cfg, rtp_worker **out)
     w->changes = calloc(np, sizeof *w->changes);
     if (!w->rooms || !w->parts || !w->rx_buf || !w->tx_buf || !w->dests || !w->dirty || !w->changes)
         goto fail;
-    if (map_init(&w->by_ssrc, np) < 0 || map_init(&w->by_handle, np) < 0 ||
-        map_init(&w->by_room, w->cfg.max_rooms) < 0)
+    w->hs = calloc(np, sizeof *w->hs);
+    if (!w->hs || map_init(&w->by_ssrc, np) < 0 || map_init(&w->by_handle, np) < 0 ||
+        map_init(&w->by_room, w->cfg.max_rooms) < 0 || map_init(&w->by_ufrag, np) < 0 ||
+        map_init(&w->by_addr, np) < 0)
         goto fail;
     size_t evcap = w->cfg.queue_len > 4 * (size_t)np ? w->cfg.queue_len : 4 * (size_t)np;
     if (ring_init(&w->cmds, sizeof(cmd), w->cfg.queue_len) < 0 ||
@@ -866,14 +1202,16 @@ int rtp_worker_new(const rtp_worker_config *cfg, rtp_worker **out)
     if ((rc = uv_loop_init(&w->loop)) < 0) goto fail;
     uv_async_init(&w->loop, &w->async, on_async);
     uv_timer_init(&w->loop, &w->timer);
+    uv_timer_init(&w->loop, &w->hs_timer);
     if ((rc = uv_poll_init_socket(&w->loop, &w->poll, w->fd)) < 0) {
         uv_close((uv_handle_t *)&w->async, NULL);
         uv_close((uv_handle_t *)&w->timer, NULL);
+        uv_close((uv_handle_t *)&w->hs_timer, NULL);
         uv_run(&w->loop, UV_RUN_DEFAULT);
         uv_loop_close(&w->loop);
         goto fail;
     }
-    w->async.data = w->timer.data = w->poll.data = w;
+    w->async.data = w->timer.data = w->poll.data = w->hs_timer.data = w;
     *out = w;
     return 0;
 fail:

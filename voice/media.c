@@ -28,6 +28,7 @@
 
 #include "lib/log.h"
 #include "lib/util.h"
+#include "webrtc/webrtc.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -61,6 +62,13 @@ struct msess {
     rtp_room_slot_cfg slots[RTP_ROOM_MAX_SLOTS];
     bool slot_has[RTP_ROOM_MAX_SLOTS];
     uint32_t slot_speaker[RTP_ROOM_MAX_SLOTS]; /* handle */
+    uint8_t transport;                         /* rtp_transport */
+    uint8_t payload_type;                      /* the Opus PT it receives (111, or its offer's) */
+    uint8_t level_ext_id; /* its audio-level extension id (1, or its offer's) */
+    char ice_ufrag[RTP_ICE_UFRAG_LEN + 1], ice_pwd[RTP_ICE_PWD_LEN + 1];
+    uint8_t remote_fp[32];
+    char *answer; /* webrtc: the SDP answer (Session Description) */
+    char mids[RTP_ROOM_MAX_SLOTS][WRTC_SDP_MID_MAX + 1]; /* webrtc: slot i's m-section */
     vw_pss *ws;
     int64_t detached_at; /* while ws == NULL */
     bool latched;
@@ -98,11 +106,14 @@ struct media {
     hmap *ssrcs;     /* ssrc -> msess (every upstream and slot SSRC in use) */
     hmap *rooms;     /* "guild:channel" -> mroom */
     hmap *guilds;    /* guild id -> mguild (while it has rooms) */
+    hmap *ufrags;    /* webrtc: ICE ufrag value -> msess */
+    wrtc_dtls_ctx *dtls;
+    uint64_t offers_refused[WRTC_SDP_ERR_COUNT_];
     uint32_t next_handle, next_room;
     uv_timer_t reap;
     msess *detached;
     size_t nsessions;
-    uint64_t opened, resumed, reaped, moved, latched, worker_errors;
+    uint64_t opened, resumed, reaped, moved, latched, worker_errors, left;
 };
 
 /* ---- helpers ----------------------------------------------------------------------------------
@@ -285,6 +296,12 @@ static void fill_participant(const msess *s, rtp_worker_participant *p)
     p->out = s->out;
     p->n_slots = s->n_slots;
     memcpy(p->slots, s->slots, sizeof p->slots);
+    p->transport = s->transport;
+    p->payload_type = s->payload_type;
+    p->level_ext_id = s->level_ext_id;
+    memcpy(p->ice_ufrag, s->ice_ufrag, sizeof p->ice_ufrag);
+    memcpy(p->ice_pwd, s->ice_pwd, sizeof p->ice_pwd);
+    memcpy(p->remote_fp, s->remote_fp, sizeof p->remote_fp);
 }
 
 static void worker_add(media *m, msess *s)
@@ -324,6 +341,15 @@ static void fresh_slots(msess *s)
 
 static json_t *description(media *m, const msess *s)
 {
+    if (s->transport == RTP_TRANSPORT_WEBRTC) {
+        json_t *sl = json_array();
+        for (unsigned i = 0; i < s->n_slots; i++)
+            if (s->mids[i][0])
+                json_array_append_new(sl,
+                                      json_pack("{s:i,s:I,s:s}", "slot", (int)i, "ssrc",
+                                                (json_int_t)s->slots[i].ssrc, "mid", s->mids[i]));
+        return json_pack("{s:s,s:s,s:o}", "protocol", "webrtc", "sdp", s->answer, "slots", sl);
+    }
     json_t *slots = json_array();
     for (unsigned i = 0; i < s->n_slots; i++)
         json_array_append_new(
@@ -369,20 +395,97 @@ static void session_end(media *m, msess *s, int code, const char *reason)
     worker_remove(m, s);
     hmap_dels(m->by_conn, s->conn_id);
     hmap_delu(m->by_handle, s->handle);
-    hmap_delu(m->ssrcs, s->ssrc);
+    if (s->ssrc) hmap_delu(m->ssrcs, s->ssrc);
     for (unsigned i = 0; i < s->n_slots; i++)
         hmap_delu(m->ssrcs, s->slots[i].ssrc);
+    if (s->transport == RTP_TRANSPORT_WEBRTC) hmap_delu(m->ufrags, strtoul(s->ice_ufrag, NULL, 16));
+    free(s->answer);
     explicit_bzero(s, sizeof *s);
     free(s);
     m->nsessions--;
 }
 
+static void hex(const uint8_t *b, size_t n, char *out)
+{
+    static const char d[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = d[b[i] >> 4];
+        out[2 * i + 1] = d[b[i] & 15];
+    }
+    out[2 * n] = 0;
+}
+
+/* A webrtc offer -> the session's ICE credentials, answer and slot m-sections. 0, or -EINVAL
+ * with *why (a refusal reason's name). */
+static int webrtc_prepare(media *m, msess *s, const char *sdp, const char **why)
+{
+    wrtc_sdp_offer *o = xmalloc(sizeof *o);
+    wrtc_sdp_err err;
+    int rc = wrtc_sdp_parse(sdp, strlen(sdp), o, &err, NULL);
+    if (rc < 0) {
+        if (err < WRTC_SDP_ERR_COUNT_) m->offers_refused[err]++;
+        *why = wrtc_sdp_err_name(err);
+        free(o);
+        return -EINVAL;
+    }
+    uint32_t u;
+    do
+        random_bytes(&u, sizeof u);
+    while (u == 0 || hmap_getu(m->ufrags, u));
+    hmap_putu(m->ufrags, u, s);
+    snprintf(s->ice_ufrag, sizeof s->ice_ufrag, "%08x", u);
+    uint8_t pw[RTP_ICE_PWD_LEN / 2];
+    random_bytes(pw, sizeof pw);
+    hex(pw, sizeof pw, s->ice_pwd);
+    memcpy(s->remote_fp, o->fingerprint, sizeof s->remote_fp);
+    s->payload_type = o->opus_pt;
+    s->level_ext_id = o->level_ext_id ? o->level_ext_id : MEDIA_LEVEL_EXT_ID;
+    s->ssrc = o->has_ssrc ? o->ssrc : 0;
+    if (s->ssrc && hmap_getu(m->ssrcs, s->ssrc)) s->ssrc = 0; /* taken: learnt from its packets */
+    if (s->ssrc) hmap_putu(m->ssrcs, s->ssrc, s);
+    unsigned k = 0;
+    for (unsigned i = 0; i < o->n_mlines && k < s->n_slots; i++)
+        if (o->m[i].accepted &&
+            (o->m[i].dir == WRTC_SDP_SENDRECV || o->m[i].dir == WRTC_SDP_RECVONLY))
+            snprintf(s->mids[k++], sizeof s->mids[0], "%s", o->m[i].mid);
+    uint32_t slot_ssrcs[RTP_ROOM_MAX_SLOTS];
+    for (unsigned i = 0; i < s->n_slots; i++)
+        slot_ssrcs[i] = s->slots[i].ssrc;
+    uint64_t sid;
+    random_bytes(&sid, sizeof sid);
+    mroom *r = s->room;
+    wrtc_sdp_answer_params a = {.ice_ufrag = s->ice_ufrag,
+                                .ice_pwd = s->ice_pwd,
+                                .fingerprint = wrtc_dtls_ctx_fingerprint(m->dtls),
+                                .ip = m->n->cf->media_addr,
+                                .port = m->workers[r->worker].port,
+                                .session_id = sid >> 1,
+                                .cname = "voxd",
+                                .stream_id = "voxd",
+                                .slot_ssrcs = slot_ssrcs,
+                                .n_slots = s->n_slots};
+    size_t cap = 16384;
+    s->answer = xmalloc(cap);
+    rc = wrtc_sdp_answer(o, &a, s->answer, cap);
+    free(o);
+    if (rc < 0) {
+        *why = "answer";
+        return -EINVAL;
+    }
+    return 0;
+}
+
 int media_open(voice_node *n, vw_pss *ws, const sig_identity *id, const char *resume_token,
-               rtp_srtp_profile prof, msess **out)
+               rtp_srtp_profile prof, const char *offer, msess **out, const char **why)
 {
     media *m = n->media;
     sig_conn_view v;
+    *why = NULL;
     if (sig_conn_get(n->core, id->connection_id, &v) < 0) return -ENOENT;
+    if (offer && !m->dtls) {
+        *why = "webrtc is not available on this node";
+        return -EINVAL;
+    }
     msess *old = hmap_gets(m->by_conn, id->connection_id);
     if (old) session_end(m, old, 4011, "session replaced");
 
@@ -396,22 +499,39 @@ int media_open(voice_node *n, vw_pss *ws, const sig_identity *id, const char *re
     s->flags = flags_of(&v);
     s->handle = ++m->next_handle;
     s->worker = -1;
-    s->ssrc = fresh_ssrc(m, s);
     s->n_slots = RTP_ROOM_DEFAULT_SLOTS;
     for (unsigned i = 0; i < s->n_slots; i++)
         s->slots[i].ssrc = fresh_ssrc(m, s);
     fresh_slots(s);
-    s->in.profile = s->out.profile = prof;
-    random_bytes(s->in.key, key_len(prof));
-    random_bytes(s->out.key, key_len(prof));
+    mroom *r = room_get(m, v.guild_id, v.channel_id);
+    s->room = r; /* for fill_participant; linked below, after Session Description */
+    if (offer) {
+        s->transport = RTP_TRANSPORT_WEBRTC;
+        if (webrtc_prepare(m, s, offer, why) < 0) {
+            for (unsigned i = 0; i < s->n_slots; i++)
+                hmap_delu(m->ssrcs, s->slots[i].ssrc);
+            if (s->ssrc) hmap_delu(m->ssrcs, s->ssrc);
+            if (s->ice_ufrag[0]) hmap_delu(m->ufrags, strtoul(s->ice_ufrag, NULL, 16));
+            free(s->answer);
+            free(s);
+            s = NULL;
+            room_put(m, r);
+            return -EINVAL;
+        }
+    } else {
+        s->transport = RTP_TRANSPORT_SRTP;
+        s->payload_type = MEDIA_PAYLOAD_TYPE;
+        s->level_ext_id = MEDIA_LEVEL_EXT_ID;
+        s->ssrc = fresh_ssrc(m, s);
+        s->in.profile = s->out.profile = prof;
+        random_bytes(s->in.key, key_len(prof));
+        random_bytes(s->out.key, key_len(prof));
+    }
     s->ws = ws;
     hmap_puts(m->by_conn, s->conn_id, s);
     hmap_putu(m->by_handle, s->handle, s);
     m->nsessions++;
     m->opened++;
-
-    mroom *r = room_get(m, v.guild_id, v.channel_id);
-    s->room = r; /* for fill_participant; linked below, after Session Description */
     worker_add(m, s);
     s->room = NULL;
     send_op(s, 4, description(m, s));
@@ -421,11 +541,23 @@ int media_open(voice_node *n, vw_pss *ws, const sig_identity *id, const char *re
     return 0;
 }
 
-void media_ws_closed(voice_node *n, msess *s)
+void media_ws_closed(voice_node *n, msess *s, bool left)
 {
     media *m = n->media;
     if (!m || !s->ws) return;
     s->ws = NULL;
+    if (left) { /* D27: the client said goodbye (1000): the connection ends now */
+        char conn_id[CONN_ID_MAX];
+        snprintf(conn_id, sizeof conn_id, "%s", s->conn_id);
+        LOGC(LOG_INFO, "media",
+             "connection %s: the client closed its voice WebSocket (1000): "
+             "it left",
+             conn_id);
+        m->left++;
+        session_end(m, s, 0, NULL);
+        if (sig_conn_reap_transport(n->core, conn_id, time_now_ms()) == 0) node_after_step(n);
+        return;
+    }
     s->detached_at = (time_mono_ns() / 1000000);
     detached_link(m, s);
     LOGC(LOG_INFO, "media", "connection %s detached: reaped in %lld ms unless resumed", s->conn_id,
@@ -484,6 +616,11 @@ static void conn_touched(media *m, const char *conn_id)
         s->flags = flags;
         for (unsigned i = 0; i < s->n_slots; i++)
             s->slot_has[i] = false; /* the new room's speakers arrive as Speaking */
+        if (to->worker != old_worker && s->transport == RTP_TRANSPORT_WEBRTC) {
+            room_put(m, to);
+            session_end(m, s, 4006, "session no longer valid: moved to another media worker");
+            return;
+        }
         if (to->worker != old_worker) {
             /* (not for a guild's moves: D26) a new worker knows nothing of the slots' numbers:
              * new slot SSRCs, so no (SSRC, seq) pair is ever protected twice under the key */
@@ -617,7 +754,14 @@ int media_start(voice_node *n)
     m->ssrcs = hmap_new();
     m->rooms = hmap_new();
     m->guilds = hmap_new();
+    m->ufrags = hmap_new();
     n->media = m;
+    int drc = wrtc_dtls_ctx_new(NULL, NULL, &m->dtls);
+    if (drc < 0) {
+        LOG(LOG_ERROR, "webrtc: cannot create the DTLS certificate: %s", strerror(-drc));
+        return drc;
+    }
+    LOG(LOG_INFO, "webrtc: DTLS certificate sha-256 %s", wrtc_dtls_ctx_fingerprint(m->dtls));
     for (int i = 0; i < m->nworkers; i++) {
         mworker *mw = &m->workers[i];
         uv_async_init(n->loop, &mw->async, on_worker_async);
@@ -629,6 +773,7 @@ int media_start(voice_node *n)
             .max_rooms = WORKER_MAX_ROOMS,
             .max_participants = WORKER_MAX_PARTS,
             .level_ext_id = MEDIA_LEVEL_EXT_ID,
+            .dtls = m->dtls,
             .event_async = &mw->async,
         };
         int rc = rtp_worker_new(&wc, &mw->w);
@@ -675,6 +820,7 @@ void media_stop(voice_node *n)
     while (hmap_next(m->by_conn, &it, NULL, NULL, &v)) {
         msess *s = v;
         if (s->ws) vw_detach(s->ws);
+        free(s->answer);
         explicit_bzero(s, sizeof *s);
         free(s);
     }
@@ -695,13 +841,15 @@ void media_stop(voice_node *n)
     while (hmap_next(m->guilds, &it, NULL, NULL, &v))
         free(v);
     hmap_free(m->guilds);
-    m->by_conn = m->by_handle = m->ssrcs = m->rooms = m->guilds = NULL;
+    hmap_free(m->ufrags);
+    m->by_conn = m->by_handle = m->ssrcs = m->rooms = m->guilds = m->ufrags = NULL;
 }
 
 void media_free(voice_node *n)
 {
     media *m = n->media;
     if (!m) return;
+    wrtc_dtls_ctx_free(m->dtls); /* after every worker (and its transports) is gone */
     free(m->workers);
     free(m);
     n->media = NULL;
@@ -748,6 +896,8 @@ void media_render_metrics(voice_node *n, metrics_buf *b)
         {"not_selected", t.drop_room[RTP_ROOM_DROP_NOT_SELECTED]},
         {"malformed", t.drop_parse + t.drop_too_short + t.drop_oversize},
         {"not_rtp", t.drop_not_rtp},
+        {"stun", t.drop_stun},
+        {"dtls", t.drop_dtls},
         {"unlatched_destination", t.drop_dest_unlatched},
         {"stale", t.drop_slot},
         {"protect", t.drop_protect},
@@ -756,6 +906,19 @@ void media_render_metrics(voice_node *n, metrics_buf *b)
     for (size_t i = 0; i < ARRAY_LEN(drops); i++)
         metrics_sample(b, M_MEDIA_DROPS, (double)drops[i].v,
                        (const char *[]){"reason", drops[i].reason, NULL});
+    metrics_family(b, M_WEBRTC_OFFERS_REFUSED);
+    for (int i = 1; i < WRTC_SDP_ERR_COUNT_; i++)
+        metrics_sample(b, M_WEBRTC_OFFERS_REFUSED, m ? (double)m->offers_refused[i] : 0,
+                       (const char *[]){"reason", wrtc_sdp_err_name((wrtc_sdp_err)i), NULL});
+    metrics_family(b, M_WEBRTC_STUN);
+    metrics_sample(b, M_WEBRTC_STUN, (double)t.stun_ok, (const char *[]){"result", "ok", NULL});
+    metrics_sample(b, M_WEBRTC_STUN, (double)t.drop_stun,
+                   (const char *[]){"result", "refused", NULL});
+    metrics_family(b, M_WEBRTC_DTLS);
+    metrics_sample(b, M_WEBRTC_DTLS, (double)t.dtls_connected,
+                   (const char *[]){"result", "connected", NULL});
+    metrics_sample(b, M_WEBRTC_DTLS, (double)t.dtls_failed,
+                   (const char *[]){"result", "failed", NULL});
     metrics_family(b, M_MEDIA_LOOP_LAG);
     for (int i = 0; i < nw && i < 256; i++) {
         char w[8];

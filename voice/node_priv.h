@@ -184,12 +184,14 @@ int media_start(struct voice_node *n); /* binds and starts the workers; negative
  * with 4011 first), attached to `ws`; sends Session Description, roster and slot table. 0, or
  * -ENOENT if the connection no longer exists. */
 int media_open(struct voice_node *n, vw_pss *ws, const sig_identity *id, const char *resume_token,
-               rtp_srtp_profile prof, msess **out);
+               rtp_srtp_profile prof, const char *offer, msess **out, const char **why);
 /* Resume: attaches `ws` to the session (an attached one is ended with 4011), sends Resumed,
  * the slot table and the roster; fills *id. -ENOENT when nothing matches. */
 int media_resume(struct voice_node *n, vw_pss *ws, const char *conn_id, const char *session_id,
                  const char *token, msess **out, sig_identity *id);
-void media_ws_closed(struct voice_node *n, msess *s); /* its WebSocket went away: detached */
+/* Its WebSocket went away: detached (reaped after --transport-reap unless resumed), or, when the
+ * client closed it with 1000 (`left`), reaped at once (D27). */
+void media_ws_closed(struct voice_node *n, msess *s, bool left);
 void media_conn_touched(struct voice_node *n, const sig_effects *fx); /* after each step */
 void media_drain(struct voice_node *n);                               /* shutdown: 4015 */
 void media_stop(struct voice_node *n); /* stops the workers, closes handles (open_handles) */

@@ -47,7 +47,8 @@ struct vw_pss {
     msess *sess; /* the media session (VW_MEDIA), until media.c detaches it */
     char **q;    /* ring of queued messages, grown up to VW_QMAX */
     int qhead, qn, qcap;
-    int end_code; /* vw_end(): close after the queue */
+    int end_code;     /* vw_end(): close after the queue */
+    bool client_left; /* the client closed with 1000: it left (D27) */
     char end_reason[124];
     size_t rx_len;
     char *rx; /* VW_RX_MAX, allocated on connect */
@@ -164,7 +165,15 @@ static int on_identify(vw_pss *p, const sig_vmsg *m)
 
 static int on_select_protocol(vw_pss *p, const sig_vmsg *m)
 {
-    int rc = media_open(p->n, p, &p->id, p->resume_token, m->mode, &p->sess);
+    const char *why = NULL;
+    bool webrtc = strcmp(m->protocol, "webrtc") == 0;
+    int rc = media_open(p->n, p, &p->id, p->resume_token, m->mode, webrtc ? m->sdp : NULL, &p->sess,
+                        &why);
+    if (rc == -EINVAL) {
+        char reason[120];
+        snprintf(reason, sizeof reason, "invalid offer: %s", why ? why : "refused");
+        return vw_close(p, 4013, reason);
+    }
     if (rc < 0)
         return vw_close(p, 4006, "session no longer valid: the voice connection was removed");
     p->state = VW_MEDIA;
@@ -248,7 +257,7 @@ static int vw_writeable(vw_pss *p)
 static void vw_free(vw_pss *p)
 {
     if (!p->ws) return;
-    if (p->sess) media_ws_closed(p->n, p->sess);
+    if (p->sess) media_ws_closed(p->n, p->sess, p->client_left);
     p->sess = NULL;
     for (int i = 0; i < p->qn; i++)
         free(p->q[(p->qhead + i) % p->qcap]);
@@ -316,6 +325,11 @@ static int voice_callback(struct lws *wsi, enum lws_callback_reasons reason, voi
         }
         if (p->end_code) return vw_close(p, p->end_code, p->end_reason);
         return vw_close(p, 4009, "session timed out: no heartbeat");
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        if (p && p->ws && len >= 2 && ((const uint8_t *)in)[0] == 0x03 &&
+            ((const uint8_t *)in)[1] == 0xe8)
+            p->client_left = true; /* 1000: a goodbye, not a lost connection */
+        return 0;
     case LWS_CALLBACK_CLOSED:
         if (p) vw_free(p);
         return 0;

@@ -1,6 +1,5 @@
 // tests/browser/webrtc.mjs — browser pages talking through the node's `webrtc` transport
-// (docs/protocol.md "Media: the webrtc transport"). Run by test_browser.py only with
-// VOXD_WEBRTC=1 until that transport lands. Pages A (440 Hz) and B (660 Hz) stay in one call
+// (docs/protocol.md "Media: the webrtc transport"), run by test_browser.py. Pages A (440 Hz) and B (660 Hz) stay in one call
 // throughout; the cases run in order on it:
 //   1. A and B hear each other: getStats inbound packets, decoded samples and energy grow; the
 //      analyser on what each page plays finds the other's frequency (and not its own);

@@ -239,7 +239,7 @@ int main(int argc, char **argv)
             wrtc_dtls_fail_reason(pr.dtls)[0] ? wrtc_dtls_fail_reason(pr.dtls) : "-",
             pr.profile == WRTC_SRTP_AEAD_AES_128_GCM          ? "AEAD_AES_128_GCM"
             : pr.profile == WRTC_SRTP_AES_CM_128_HMAC_SHA1_80 ? "AES_CM_128_HMAC_SHA1_80"
-                                                             : "-",
+                                                              : "-",
             pr.rtp_in, pr.rtp_ok, pr.rtp_voiced, pr.level_min, pr.level_max, pr.rtcp_ok, pr.sent);
     if (pr.in) srtp_dealloc(pr.in);
     if (pr.out) srtp_dealloc(pr.out);

@@ -9,9 +9,8 @@ web/voxclient.js).
   tests/browser/client.mjs  always: web/voxclient.js against a stand-in node (a WebSocket route
                             and a second page answering its offer): slots to mids, events,
                             resume, mute, leave.
-  tests/browser/webrtc.mjs  only with VOXD_WEBRTC=1 (until the node's webrtc transport lands, a
-                            Select Protocol "webrtc" is closed with 4012): two and three pages
-                            hearing each other, leave notices, server mute, resume, a 45 s call,
+  tests/browser/webrtc.mjs  always: the node's webrtc transport with real pages: two and three
+                            pages hearing each other, leave notices, server mute, resume, a 45 s call,
                             the demo page in two tabs (screenshot), a browser and voxclient.
 
 Each script gets its own node; its `ok` / `not ok` lines are forwarded under this file's name.
@@ -125,9 +124,5 @@ if missing:
 os.makedirs(ARTIFACTS, exist_ok=True)
 run_script("smoke.mjs", 120)
 run_script("client.mjs", 120)
-if os.environ.get("VOXD_WEBRTC") == "1":
-    run_script("webrtc.mjs", 240)
-else:
-    print("# webrtc.mjs not run: the node's webrtc transport has not landed (set VOXD_WEBRTC=1)",
-          flush=True)
+run_script("webrtc.mjs", 240)
 finish()

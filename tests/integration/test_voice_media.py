@@ -205,8 +205,8 @@ def _():
         a2.send({"op": 3, "d": 5})
         m = a2.recv(5)
         expect(isinstance(m, dict) and m.get("op") == 6, "heartbeat ack %r" % (m,))
-        # close it and resume again on a third socket (detached -> attached)
-        a2.close()
+        # lose it (no close frame) and resume again on a third socket (detached -> attached)
+        a2.drop()
         time.sleep(0.2)
         a3 = node.voice()
         a3.send({"op": 7, "d": {"connection_id": cid, "session_id": "s",
@@ -262,8 +262,8 @@ def _():
     ev = node.events()
     cid = vsb["connection_id"]
     try:
-        # other cases' closed sockets are reaped too: look at this connection's events only
-        b.close()
+        # other cases' sockets are reaped too: look at this connection's events only
+        b.drop()
         t0 = time.monotonic()
         mine = []
         while time.monotonic() - t0 < 6 and not mine:
@@ -290,6 +290,40 @@ def _():
     finally:
         ev.close()
         a.close()
+
+
+@case("a client's close frame 1000 is a goodbye (D27): the connection leaves at once, no Resume")
+def _():
+    c = snowflake()
+    a, ra, _da, vsa = join(c)
+    b, _rb, _db, vsb = join(c)
+    drain(a)
+    drain(b)
+    ev = node.events()
+    cid = vsa["connection_id"]
+    try:
+        t0 = time.monotonic()
+        a.close()
+        mine = []
+        while time.monotonic() - t0 < 3 and not mine:
+            e = ev.recv(3 - (time.monotonic() - t0))
+            if isinstance(e, dict) and e.get("data", {}).get("connection_id") == cid:
+                mine.append(e)
+        took = time.monotonic() - t0
+        expect(len(mine) == 1 and mine[0]["data"]["channel_id"] is None,
+               "no leave event after a 1000 close")
+        expect(took < 0.8, "left after %.2f s (immediately, not after the 1 s reap)" % took)
+        got = drain(b)
+        expect([x["connection_id"] for x in ops(got, 13)] == [cid], "roster notice %r" % got)
+        v = node.voice()
+        v.send({"op": 7, "d": {"connection_id": cid, "session_id": "s",
+                               "resume_token": ra["resume_token"]}})
+        got = drain(v, 3)
+        v.close()
+        expect(closed(got) == [4006], "resume after a goodbye -> %r" % got)
+    finally:
+        ev.close()
+        b.close()
 
 
 @case("/metrics has the media families (sessions, packets, drops, loop lag, latency)")

@@ -564,8 +564,16 @@ class VoiceClient:
         return self.recv(timeout)
 
     def close(self):
+        """A goodbye: close frame 1000 (the node ends the connection at once, D27)."""
         try:
             self.ws.close()
+        except Exception:
+            pass
+
+    def drop(self):
+        """A lost connection: the TCP socket closes without a close frame (resumable)."""
+        try:
+            self.ws.shutdown()
         except Exception:
             pass
 

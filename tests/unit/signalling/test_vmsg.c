@@ -164,8 +164,8 @@ TEST(select_protocol_refusals)
                   "decode error: webrtc needs d.sdp"));
     CHECK(refused("{\"op\":1,\"d\":{\"protocol\":\"webrtc\",\"sdp\":1}}", R, 4002,
                   "decode error: webrtc needs d.sdp"));
-    CHECK(refused("{\"op\":1,\"d\":{\"protocol\":\"webrtc\",\"sdp\":\"v=0\",\"modes\":[]}}",
-                  R, 4002, "decode error: webrtc needs d.sdp"));
+    CHECK(refused("{\"op\":1,\"d\":{\"protocol\":\"webrtc\",\"sdp\":\"v=0\",\"modes\":[]}}", R,
+                  4002, "decode error: webrtc needs d.sdp"));
     /* another protocol: 4012 before anything else is looked at */
     CHECK(refused("{\"op\":1,\"d\":{\"protocol\":\"udp\"}}", R, 4012, "unknown protocol"));
     /* srtp: modes missing, not an array, empty, more than 8, another key */
