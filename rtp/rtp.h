@@ -516,7 +516,7 @@ size_t rtp_worker_events(rtp_worker *w, rtp_worker_event *out, size_t cap);
  * never torn, but the copy is not a consistent snapshot across fields (fine for metrics). */
 typedef struct rtp_worker_stats {
     uint64_t rx_datagrams, rx_bytes, rx_batches; /* recvmmsg: datagrams, bytes, calls */
-    uint64_t drop_not_rtp;      /* STUN, DTLS, ZRTP, TURN, unknown: not handled yet */
+    uint64_t drop_not_rtp;      /* ZRTP, TURN channel data, unknown first byte */
     uint64_t drop_unknown_ssrc; /* RTP or RTCP from an SSRC of no participant */
     uint64_t drop_auth;         /* srtp_unprotect refused (auth, replay, anything else) */
     uint64_t drop_rtcp_auth;    /* srtp_unprotect_rtcp refused */
