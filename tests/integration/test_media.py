@@ -6,11 +6,14 @@ SRTP; each report says what its client decoded on each slot (dominant frequency 
 Opus audio) and from which speaker (per Speaking). Every client must hear exactly the other
 clients' frequencies, never its own, with no loss on loopback, and the roster must name the
 others. Also: GCM; a server-muted participant is heard by nobody but still hears everyone; a
-voice WebSocket cut mid-call (a TCP proxy, no close frame) is resumed with --resume; a move to a
-channel on another media worker re-targets the mover's media to that worker's port.
+server-deafened one is sent nothing, stays connected and is heard; five speakers in a room of
+five: each listener gets its 3 slots, never more; a killed client is removed after the reap time
+(one leave); a voice WebSocket cut mid-call (a TCP proxy, no close frame) is resumed with
+--resume; a moved client keeps its slots' numbering and hears the new channel.
 The signalling half of the transport is tests/integration/test_voice_media.py.
 """
 import os
+import signal
 import socket
 import sys
 import threading
@@ -50,6 +53,13 @@ def heard(rep):
     """{user_id: freq} of every slot that carried packets, and the slots' frequencies."""
     slots = [s for s in rep["slots"] if s["packets"] > 0]
     return slots, {u: s["freq_hz"] for u, s in rep["speakers"].items() if s["packets"] > 0}
+
+
+def media_sessions(n):
+    for line in n.metrics_text()[0].splitlines():
+        if line.startswith("voxd_media_sessions "):
+            return int(float(line.split()[1]))
+    return None
 
 
 def expect_hears(u, f, rep, expected, what):
@@ -113,6 +123,88 @@ def _():
     expect_hears(users[0], 440, reps[0], {users[1]: 660}, "muted 880")
     expect_hears(users[1], 660, reps[1], {users[0]: 440}, "muted 880")
     expect_hears(users[2], 880, reps[2], {users[0]: 440, users[1]: 660}, "muted 880 listening")
+
+
+@case("a server-deafened client is sent nothing yet stays connected, and is still heard")
+def _():
+    g, ch = snowflake(), snowflake()
+    users = [snowflake() for _ in range(3)]
+    freqs = (440, 660, 880)
+    node.rpc_ok("voice.set_server_state", {"guild_id": g, "user_id": users[2], "deaf": True})
+    cs = [VoxClient("--rpc", "http://127.0.0.1:%d" % node.rpc_port, "--rpc-secret-file",
+                    secret_file, "--guild", g, "--channel", ch, "--user", u, "--session",
+                    "s" + u, "--freq", f, "--duration", DURATION) for u, f in zip(users, freqs)]
+    reps = []
+    for u, c in zip(users, cs):
+        rc, rep = c.wait(DURATION + 20)
+        expect(rc == 0 and rep and rep["close"] is None, "client %s exit %r" % (u, rc))
+        reps.append(rep)
+    deaf = reps[2]
+    got = sum(sl["packets"] for sl in deaf["slots"])
+    expect(got == 0 and deaf["rx"]["auth_fail"] == 0, "the deaf client received %d packets: %r" % (
+        got, deaf["slots"]))
+    expect(sorted(deaf["roster"]) == sorted(users[:2]), "the deaf client's roster %r" % (
+        deaf["roster"],))
+    expect_hears(users[0], 440, reps[0], {users[1]: 660, users[2]: 880}, "deaf 880 speaking")
+    expect_hears(users[1], 660, reps[1], {users[0]: 440, users[2]: 880}, "deaf 880 speaking")
+
+
+@case("five speakers in a five-person room: each listener gets at most its 3 slots, 3 others")
+def _():
+    res = run(snowflake(), snowflake(), (330, 440, 550, 660, 770))
+    for u, f, rc, rep in res:
+        expect(rc == 0 and rep["close"] is None, "client %s exit %r" % (u, rc))
+        slots, speakers = heard(rep)
+        others = {ou: of for ou, of, _, _ in res if ou != u}
+        expect(len(rep["slots"]) == 3 and 1 <= len(slots) <= 3,
+               "client %s: %d slots, %d carried audio" % (u, len(rep["slots"]), len(slots)))
+        expect(rep["rx"]["unknown_ssrc"] == 0 and rep["rx"]["auth_fail"] == 0,
+               "client %s got packets outside its slots: %r" % (u, rep["rx"]))
+        expect(set(speakers) <= set(others) and u not in speakers,
+               "client %s heard %r (itself, or a stranger)" % (u, speakers))
+        for su, sf in speakers.items():
+            expect(abs(sf - others[su]) < TOL_HZ, "client %s heard %s at %.1f Hz, not %d" % (
+                u, su, sf, others[su]))
+        expect(sorted(rep["roster"]) == sorted(others), "client %s roster %r" % (u, rep["roster"]))
+
+
+@case("a killed client (SIGKILL, no goodbye) is removed after --transport-reap: one leave event")
+def _():
+    n2 = start_node("--pending-timeout", "600s", "--transport-reap", "2s", name="reap")
+    sf = os.path.join(n2.tmp, "vc-rpc.secret")
+    with open(sf, "w") as f:
+        f.write(RPC_SECRET)
+    g, ch = snowflake(), snowflake()
+    ua, ub = snowflake(), snowflake()
+    ev = n2.events()
+
+    def client(u, freq, dur):
+        return VoxClient("--rpc", "http://127.0.0.1:%d" % n2.rpc_port, "--rpc-secret-file", sf,
+                         "--guild", g, "--channel", ch, "--user", u, "--session", "s" + u,
+                         "--freq", freq, "--duration", dur)
+
+    a, b = client(ua, 440, 8), client(ub, 660, 30)
+    wait_until(lambda: media_sessions(n2) == 2, 10, what="two media sessions")
+    time.sleep(1.0)  # not a wait for a condition: the kill is meant to land mid-call
+    t0 = time.monotonic()
+    b.signal(signal.SIGKILL)
+    b.wait(5)
+    mine = []
+    while time.monotonic() - t0 < 8 and not mine:
+        e = ev.recv(0.5)
+        if isinstance(e, dict) and e.get("data", {}).get("user_id") == ub and \
+                e["data"].get("channel_id") is None:
+            mine.append(e)
+    took = time.monotonic() - t0
+    expect(len(mine) == 1, "no leave event for the killed client")
+    expect(1.8 <= took <= 5, "left %.2f s after the kill (reap time 2 s)" % took)
+    rc, rep = a.wait(20)
+    expect(rc == 0 and rep and rep["close"] is None, "the survivor: exit %r" % rc)
+    expect(any(e["ev"] == "client_disconnect user_id=%s" % ub for e in rep["events"]),
+           "the survivor got no Client Disconnect for the killed client: %r" % (
+                   [e["ev"] for e in rep["events"]],))
+    ev.close()
+    n2.stop()
 
 
 class Cutter:
@@ -196,13 +288,6 @@ def _():
            "events %r, %d connections" % (evs, cut.accepted))
     expect_hears(users[0], 440, pa, {users[1]: 880}, "resumed")
     expect_hears(users[1], 880, pb, {users[0]: 440}, "peer of the resumed")
-
-
-def media_sessions(n):
-    for line in n.metrics_text()[0].splitlines():
-        if line.startswith("voxd_media_sessions "):
-            return int(float(line.split()[1]))
-    return None
 
 
 def move_case(workers):
