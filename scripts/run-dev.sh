@@ -32,6 +32,7 @@ RPC_LISTEN=${VOXD_RPC_LISTEN:-127.0.0.1:8700}
 VOICE_LISTEN=${VOXD_VOICE_LISTEN:-127.0.0.1:8701}
 cat <<MSG
 voxd (dev) — RPC on http://$RPC_LISTEN, voice WebSocket on ws://$VOICE_LISTEN/voice
+  demo:     open http://$VOICE_LISTEN/ in two browser tabs, pick two names and one channel
   database: $VOXD_DB$([ $own_pg = 1 ] && echo " (local cluster in $PGDIR, stopped when voxd exits)")
   secrets:  $RUN/rpc-secret, $RUN/token-secret
   try:      curl -s -H "Authorization: Bearer \$(cat $RUN/rpc-secret)" \\
@@ -39,7 +40,7 @@ voxd (dev) — RPC on http://$RPC_LISTEN, voice WebSocket on ws://$VOICE_LISTEN/
             curl -s http://$RPC_LISTEN/metrics
 MSG
 
-"$BUILD/voxd" --dev --rpc-listen "$RPC_LISTEN" --voice-listen "$VOICE_LISTEN" \
+"$BUILD/voxd" --dev --web-root web --rpc-listen "$RPC_LISTEN" --voice-listen "$VOICE_LISTEN" \
     --rpc-secret-file "$RUN/rpc-secret" --token-secret-file "$RUN/token-secret" "$@" &
 pid=$!
 stop() { kill -TERM "$pid" 2>/dev/null || true; }
