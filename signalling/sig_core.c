@@ -143,17 +143,48 @@ void sig_emit_reply(sig_core *c, uint64_t req, int status, const char *method, c
         .req = req, .status = status, .method = method, .body = body, .len = strlen(body)};
 }
 
+/* A growing text buffer for json_dump_callback: the fragment is written once, in place. */
+typedef struct tbuf {
+    char *p;
+    size_t n, cap;
+} tbuf;
+
+static int tb_put(const char *b, size_t len, void *ud)
+{
+    tbuf *t = ud;
+    if (t->n + len + 1 > t->cap) {
+        while (t->n + len + 1 > t->cap)
+            t->cap *= 2;
+        t->p = xrealloc(t->p, t->cap);
+    }
+    memcpy(t->p + t->n, b, len);
+    t->n += len;
+    t->p[t->n] = 0;
+    return 0;
+}
+
+char *sig_dumps(const json_t *j)
+{
+    tbuf t = {.p = xmalloc(896), .cap = 896};
+    t.p[0] = 0;
+    if (json_dump_callback(j, tb_put, &t, JSON_COMPACT) != 0) abort();
+    return t.p;
+}
+
 void sig_emit_event(sig_core *c, const char *name, json_t *scope, json_t *data)
 {
     sig_effects *fx = &c->fx;
-    char *s = json_dumps(scope, JSON_COMPACT);
-    char *d = json_dumps(data, JSON_COMPACT);
+    /* most fragments (a voice state and its scope) fit; below glibc's large-chunk size */
+    tbuf t = {.p = xmalloc(896), .cap = 896};
+    tb_put("\"event\":\"", 9, &t);
+    tb_put(name, strlen(name), &t);
+    tb_put("\",\"scope\":", 10, &t);
+    if (json_dump_callback(scope, tb_put, &t, JSON_COMPACT) != 0) abort();
+    tb_put(",\"data\":", 8, &t);
+    if (json_dump_callback(data, tb_put, &t, JSON_COMPACT | JSON_ENCODE_ANY) != 0) abort();
     json_decref(scope);
     json_decref(data);
-    if (!s || !d) abort();
-    char *frag = xasprintf("\"event\":\"%s\",\"scope\":%s,\"data\":%s", name, s, d);
-    free(s);
-    free(d);
+    char *frag = t.p;
     if (fx->nevents == c->cap_events) {
         c->cap_events = c->cap_events ? 2 * c->cap_events : 16;
         fx->events = xrealloc(fx->events, c->cap_events * sizeof *fx->events);

@@ -133,6 +133,9 @@ struct sig_core {
 /* sig_core.c: effects, timers, randomness */
 void sig_emit_reply(sig_core *c, uint64_t req, int status, const char *method, char *body);
 void sig_emit_event(sig_core *c, const char *name, json_t *scope, json_t *data); /* steals both */
+/* json_dumps(j, JSON_COMPACT) into one buffer grown in place (no strbuffer copies); aborts on
+ * failure (only out of memory: j is a container the core built). */
+char *sig_dumps(const json_t *j);
 void sig_emit_write(sig_core *c, sig_write_kind kind, const char *key,
                     json_t *row); /* steals row */
 void sig_timer_arm(sig_core *c, int kind, const char *key, uint64_t aux, int64_t deadline);

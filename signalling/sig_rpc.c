@@ -248,9 +248,9 @@ static char *error_json(const sig_err *e)
 static char *result_json(json_t *result)
 {
     json_t *j = json_pack("{s:o}", "result", result);
-    char *s = json_dumps(j, JSON_COMPACT);
+    if (!j) abort();
+    char *s = sig_dumps(j);
     json_decref(j);
-    if (!s) abort();
     return s;
 }
 

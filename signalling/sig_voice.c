@@ -164,9 +164,9 @@ json_t *sig_conn_json(const sig_conn *k)
     return j;
 }
 
-json_t *sig_conn_row(const sig_conn *k)
+/* The row from a voice state j of k just built (stolen). */
+static json_t *conn_row_from(const sig_conn *k, json_t *j)
 {
-    json_t *j = sig_conn_json(k);
     json_object_set_new(j, "can_speak", json_boolean(k->can_speak));
     json_object_set_new(j, "can_stream", json_boolean(k->can_stream));
     json_object_set_new(j, "can_video", json_boolean(k->can_video));
@@ -174,6 +174,11 @@ json_t *sig_conn_row(const sig_conn *k)
     json_object_set_new(j, "pending_deadline", json_integer(k->pending ? k->pending_deadline : 0));
     json_object_set_new(j, "created_at", json_integer(k->created_at));
     return j;
+}
+
+json_t *sig_conn_row(const sig_conn *k)
+{
+    return conn_row_from(k, sig_conn_json(k));
 }
 
 void sig_conn_persist(sig_core *c, const sig_conn *k)
@@ -224,11 +229,24 @@ static void broadcast(sig_core *c, const sig_conn *k, uint64_t old_chan)
                    sig_conn_json(k));
 }
 
-static void conn_changed(sig_core *c, sig_conn *k, uint64_t old_chan)
+/* version+1, persist, broadcast; returns the new voice state (a new reference): one object is
+ * built for the event, the row (a shallow copy plus the internal fields) and the caller's reply.
+ * Nothing mutates the shared values (member, viewer keys): they are replaced, never edited. */
+static json_t *conn_changed_json(sig_core *c, sig_conn *k, uint64_t old_chan)
 {
     k->version++;
-    sig_conn_persist(c, k);
-    broadcast(c, k, old_chan);
+    json_t *j = sig_conn_json(k);
+    json_t *row = json_copy(j);
+    if (!row) abort();
+    sig_emit_write(c, SIG_W_CONN_PUT, k->id, conn_row_from(k, row));
+    sig_emit_event(c, "VOICE_STATE_UPDATE", vsu_scope(c, k, k->channel_id, old_chan),
+                   json_incref(j));
+    return j;
+}
+
+static void conn_changed(sig_core *c, sig_conn *k, uint64_t old_chan)
+{
+    json_decref(conn_changed_json(c, k, old_chan));
 }
 
 /* ---- stream keys --------------------------------------------------------------------------------
@@ -564,6 +582,7 @@ int sig_m_voice_update(sig_core *c, json_t *params, int64_t now, json_t **result
     if (have[3] && f[3] && !k->can_stream) f[3] = false;
     if (k->guild_id == 0 && member) member = NULL; /* no member in calls */
     bool changed = false;
+    json_t *vs = NULL;
     for (int i = 0; i < 5; i++)
         changed |= have[i] && *cur[i] != f[i];
     if (nkeys && !json_equal(nkeys, k->viewer_keys)) changed = true;
@@ -582,10 +601,10 @@ int sig_m_voice_update(sig_core *c, json_t *params, int64_t now, json_t **result
             json_decref(k->member);
             k->member = json_is_null(member) ? NULL : json_deep_copy(member);
         }
-        conn_changed(c, k, 0);
+        vs = conn_changed_json(c, k, 0);
     }
     json_decref(nkeys);
-    *result = json_pack("{s:o,s:b}", "voice_state", sig_conn_json(k), "changed", changed);
+    *result = json_pack("{s:o,s:b}", "voice_state", vs ? vs : sig_conn_json(k), "changed", changed);
     return 200;
 }
 

@@ -275,8 +275,9 @@ void store_arr_str(store_abuf *b, const char *s)
 
 void store_arr_json(store_abuf *b, const json_t *v)
 {
-    /* dumped straight into the buffer behind its length word; redone once if it did not fit */
-    ab_reserve(b, 4 + 512);
+    /* dumped straight into the buffer behind its length word; redone once if it did not fit
+     * (room for 2 KiB first: a voice state row is ~600 bytes, so nearly none is dumped twice) */
+    ab_reserve(b, 4 + 2048);
     size_t room = b->cap - b->n - 4;
     size_t len = json_dumpb(v, b->p + b->n + 4, room, JSON_COMPACT | JSON_ENCODE_ANY);
     if (len == 0) abort(); /* only on allocation failure or an invalid value: rows are objects */

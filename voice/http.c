@@ -68,7 +68,19 @@ int http_tx_write(struct lws *wsi, http_tx *tx)
 {
     if (!tx->status) return 0;
     size_t hdr_room = 512;
-    unsigned char *buf = xmalloc(LWS_PRE + hdr_room + tx->len);
+    /* the node's write scratch (both vhosts carry the node): no allocation per reply */
+    struct lws_vhost *vh = lws_get_vhost(wsi);
+    voice_node *n = vh ? lws_get_vhost_user(vh) : NULL;
+    unsigned char *own = NULL, *buf;
+    if (n) {
+        if (LWS_PRE + hdr_room + tx->len > n->wcap) {
+            n->wcap = LWS_PRE + hdr_room + tx->len + 4096;
+            n->wbuf = xrealloc(n->wbuf, n->wcap);
+        }
+        buf = n->wbuf;
+    } else {
+        buf = own = xmalloc(LWS_PRE + hdr_room + tx->len);
+    }
     unsigned char *start = buf + LWS_PRE, *p = start, *end = start + hdr_room - 1;
     char clen[24];
     int rc = -1;
@@ -91,7 +103,7 @@ int http_tx_write(struct lws *wsi, http_tx *tx)
     if (lws_write(wsi, start, total, LWS_WRITE_HTTP_HEADERS) != (int)total) goto out;
     rc = 0;
 out:
-    free(buf);
+    free(own);
     bool close_after = tx->close_after;
     http_tx_clear(tx);
     if (rc < 0 || close_after) return -1;

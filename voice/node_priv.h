@@ -118,7 +118,7 @@ struct voice_node {
     size_t ev_count;
     size_t voice_ws_count;
 
-    /* write scratch for outbox events (LWS_PRE headroom + the event) */
+    /* write scratch for outbox events and HTTP replies (LWS_PRE headroom + the bytes) */
     unsigned char *wbuf;
     size_t wcap;
 
