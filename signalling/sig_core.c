@@ -76,6 +76,7 @@ static void conn_free(sig_conn *k)
 void sig_core_free(sig_core *c)
 {
     if (!c) return;
+    free(c->raw_result);
     size_t it = 0;
     void *v;
     while (hmap_next(c->conns, &it, NULL, NULL, &v))
@@ -171,7 +172,14 @@ char *sig_dumps(const json_t *j)
     return t.p;
 }
 
-void sig_emit_event(sig_core *c, const char *name, json_t *scope, json_t *data)
+void sig_set_raw_result(sig_core *c, char *body)
+{
+    free(c->raw_result);
+    c->raw_result = body;
+}
+
+static void emit_fragment(sig_core *c, const char *name, json_t *scope, json_t *data,
+                          const char *text, size_t len)
 {
     sig_effects *fx = &c->fx;
     /* most fragments (a voice state and its scope) fit; below glibc's large-chunk size */
@@ -181,7 +189,11 @@ void sig_emit_event(sig_core *c, const char *name, json_t *scope, json_t *data)
     tb_put("\",\"scope\":", 10, &t);
     if (json_dump_callback(scope, tb_put, &t, JSON_COMPACT) != 0) abort();
     tb_put(",\"data\":", 8, &t);
-    if (json_dump_callback(data, tb_put, &t, JSON_COMPACT | JSON_ENCODE_ANY) != 0) abort();
+    if (data) {
+        if (json_dump_callback(data, tb_put, &t, JSON_COMPACT | JSON_ENCODE_ANY) != 0) abort();
+    } else {
+        tb_put(text, len, &t);
+    }
     json_decref(scope);
     json_decref(data);
     char *frag = t.p;
@@ -190,6 +202,16 @@ void sig_emit_event(sig_core *c, const char *name, json_t *scope, json_t *data)
         fx->events = xrealloc(fx->events, c->cap_events * sizeof *fx->events);
     }
     fx->events[fx->nevents++] = frag;
+}
+
+void sig_emit_event(sig_core *c, const char *name, json_t *scope, json_t *data)
+{
+    emit_fragment(c, name, scope, data, NULL, 0);
+}
+
+void sig_emit_event_text(sig_core *c, const char *name, json_t *scope, const char *data, size_t len)
+{
+    emit_fragment(c, name, scope, NULL, data, len);
 }
 
 void sig_emit_write(sig_core *c, sig_write_kind kind, const char *key, json_t *row)

@@ -229,24 +229,24 @@ static void broadcast(sig_core *c, const sig_conn *k, uint64_t old_chan)
                    sig_conn_json(k));
 }
 
-/* version+1, persist, broadcast; returns the new voice state (a new reference): one object is
- * built for the event, the row (a shallow copy plus the internal fields) and the caller's reply.
- * Nothing mutates the shared values (member, viewer keys): they are replaced, never edited. */
-static json_t *conn_changed_json(sig_core *c, sig_conn *k, uint64_t old_chan)
+/* version+1, persist, broadcast; returns the new voice state as compact JSON text (owned; *len
+ * its length): the object is built once, dumped once for the event and the caller's reply, then
+ * completed with the internal fields into the row. */
+static char *conn_changed_text(sig_core *c, sig_conn *k, uint64_t old_chan, size_t *len)
 {
     k->version++;
     json_t *j = sig_conn_json(k);
-    json_t *row = json_copy(j);
-    if (!row) abort();
-    sig_emit_write(c, SIG_W_CONN_PUT, k->id, conn_row_from(k, row));
-    sig_emit_event(c, "VOICE_STATE_UPDATE", vsu_scope(c, k, k->channel_id, old_chan),
-                   json_incref(j));
-    return j;
+    char *t = sig_dumps(j);
+    *len = strlen(t);
+    sig_emit_event_text(c, "VOICE_STATE_UPDATE", vsu_scope(c, k, k->channel_id, old_chan), t, *len);
+    sig_emit_write(c, SIG_W_CONN_PUT, k->id, conn_row_from(k, j));
+    return t;
 }
 
 static void conn_changed(sig_core *c, sig_conn *k, uint64_t old_chan)
 {
-    json_decref(conn_changed_json(c, k, old_chan));
+    size_t len;
+    free(conn_changed_text(c, k, old_chan, &len));
 }
 
 /* ---- stream keys --------------------------------------------------------------------------------
@@ -582,7 +582,8 @@ int sig_m_voice_update(sig_core *c, json_t *params, int64_t now, json_t **result
     if (have[3] && f[3] && !k->can_stream) f[3] = false;
     if (k->guild_id == 0 && member) member = NULL; /* no member in calls */
     bool changed = false;
-    json_t *vs = NULL;
+    char *vs = NULL;
+    size_t vl = 0;
     for (int i = 0; i < 5; i++)
         changed |= have[i] && *cur[i] != f[i];
     if (nkeys && !json_equal(nkeys, k->viewer_keys)) changed = true;
@@ -601,10 +602,26 @@ int sig_m_voice_update(sig_core *c, json_t *params, int64_t now, json_t **result
             json_decref(k->member);
             k->member = json_is_null(member) ? NULL : json_deep_copy(member);
         }
-        vs = conn_changed_json(c, k, 0);
+        vs = conn_changed_text(c, k, 0, &vl);
     }
     json_decref(nkeys);
-    *result = json_pack("{s:o,s:b}", "voice_state", vs ? vs : sig_conn_json(k), "changed", changed);
+    if (!vs) {
+        json_t *j = sig_conn_json(k);
+        vs = sig_dumps(j);
+        vl = strlen(vs);
+        json_decref(j);
+    }
+    /* {"result":{"voice_state":...,"changed":...}} around the text already dumped */
+    static const char pre[] = "{\"result\":{\"voice_state\":";
+    const char *post = changed ? ",\"changed\":true}}" : ",\"changed\":false}}";
+    size_t pl = sizeof pre - 1, ql = strlen(post);
+    char *body = xmalloc(pl + vl + ql + 1);
+    memcpy(body, pre, pl);
+    memcpy(body + pl, vs, vl);
+    memcpy(body + pl + vl, post, ql + 1);
+    free(vs);
+    sig_set_raw_result(c, body);
+    *result = NULL;
     return 200;
 }
 
