@@ -208,7 +208,7 @@ static void send_reply(voice_node *n, dreply *r)
     rpc_pss *h = lws_wsi_user(wsi);
     h->req_id = 0;
     node_count_rpc(n, r->method, r->status, (double)(time_mono_ns() - h->t0_ns) / 1e9);
-    http_tx_set(wsi, &h->tx, r->status, "application/json", r->body, r->len, false);
+    http_tx_send_now(wsi, &h->tx, r->status, "application/json", r->body, r->len);
     r->body = NULL;
 }
 

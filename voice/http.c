@@ -57,6 +57,23 @@ void http_tx_set(struct lws *wsi, http_tx *tx, int status, const char *ctype, ch
         lws_callback_on_writable(wsi);
 }
 
+void http_tx_send_now(struct lws *wsi, http_tx *tx, int status, const char *ctype, char *body,
+                      size_t len)
+{
+    if (tx->direct || lws_send_pipe_choked(wsi)) {
+        http_tx_set(wsi, tx, status, ctype, body, len, false);
+        return;
+    }
+    free(tx->body);
+    tx->body = body;
+    tx->len = len;
+    tx->status = status;
+    tx->ctype = ctype;
+    tx->close_after = false;
+    if (http_tx_write(wsi, tx) < 0)
+        lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+}
+
 void http_tx_error(struct lws *wsi, http_tx *tx, int status, const char *code, const char *msg,
                    bool close_after)
 {

@@ -35,6 +35,11 @@ typedef struct http_tx {
 /* Sets the reply (takes `body`) and asks for WRITEABLE. */
 void http_tx_set(struct lws *wsi, http_tx *tx, int status, const char *ctype, char *body,
                  size_t len, bool close_after);
+/* Outside any lws callback of wsi (a reply that waited for its commit): writes the reply now when
+ * the socket takes it (no WRITEABLE round through the loop: lws on libuv re-registers the socket
+ * with epoll for every POLLOUT change), else as http_tx_set. Takes `body`. */
+void http_tx_send_now(struct lws *wsi, http_tx *tx, int status, const char *ctype, char *body,
+                      size_t len);
 /* A JSON error reply from sig_error_body(). */
 void http_tx_error(struct lws *wsi, http_tx *tx, int status, const char *code, const char *msg,
                    bool close_after);
