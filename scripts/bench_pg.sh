@@ -213,7 +213,7 @@ echo "equal concurrency: $(for c in $CONCURRENCY; do printf 'c=%s %sx  ' "$c" "$
 echo "best vs best: voxd $(fmt "$best_vx" %.0f)/s (c=$best_vx_c) / pgbench $(fmt "$best_pgb" %.0f) tps (c=$best_pgb_c) = $(ratio "$best_vx" "$best_pgb")x"
 echo "columns: latencies in ms; *_cpu = CPU seconds during the row (pg_cpu: whole cluster);"
 echo "         cmt/s, wr/cmt (voxd writes per group commit), cmt_ms (mean commit time), busy (share of"
-echo "         the run with a commit in flight; voxd keeps at most one) from voxd /metrics over the whole"
+echo "         the run with a commit in flight; voxd keeps at most --commit-pipeline, default 1) from voxd /metrics over the whole"
 echo "         rpc_bench run incl. its voice.connect setup; mem_* = in-memory voxd (no --db) above"
 
 ts=$(date +%s.%N)
