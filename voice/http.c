@@ -324,10 +324,12 @@ static void submit(voice_node *n, struct lws *wsi, rpc_pss *p)
     p->req_id = ++n->next_req;
     hmap_putu(n->pending, p->req_id, wsi);
     p->t0_ns = time_mono_ns();
+    p->in_submit = true;
     if (!durable_admit(n, p->req_id, p->body, p->len)) {
         sig_rpc_submit(n->core, p->req_id, p->body, p->len, time_now_ms());
         node_after_step(n);
     }
+    p->in_submit = false;
     free(p->body);
     p->body = NULL;
     p->len = p->cap = 0;
