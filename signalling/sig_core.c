@@ -224,6 +224,12 @@ void sig_emit_write(sig_core *c, sig_write_kind kind, const char *key, json_t *r
     fx->writes[fx->nwrites++] = (sig_write){.kind = kind, .key = xstrdup(key), .row = row};
 }
 
+void sig_emit_write_text(sig_core *c, sig_write_kind kind, const char *key, json_t *row, char *text)
+{
+    sig_emit_write(c, kind, key, row);
+    c->fx.writes[c->fx.nwrites - 1].text = text;
+}
+
 void sig_effects_take(sig_core *c, sig_effects *out)
 {
     *out = c->fx;
@@ -241,6 +247,7 @@ void sig_effects_free(sig_effects *fx)
     for (size_t i = 0; i < fx->nwrites; i++) {
         free(fx->writes[i].key);
         json_decref(fx->writes[i].row);
+        free(fx->writes[i].text);
     }
     free(fx->replies);
     free(fx->events);

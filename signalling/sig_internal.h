@@ -134,6 +134,9 @@ struct sig_core {
 /* sig_core.c: effects, timers, randomness */
 void sig_emit_reply(sig_core *c, uint64_t req, int status, const char *method, char *body);
 void sig_emit_event(sig_core *c, const char *name, json_t *scope, json_t *data); /* steals both */
+/* sig_emit_write with the row also as compact JSON text (owned; the same content as row). */
+void sig_emit_write_text(sig_core *c, sig_write_kind kind, const char *key, json_t *row,
+                         char *text);
 /* The same with the data already serialized (compact JSON text of len bytes); steals scope. */
 void sig_emit_event_text(sig_core *c, const char *name, json_t *scope, const char *data,
                          size_t len);

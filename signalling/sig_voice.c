@@ -239,7 +239,19 @@ static char *conn_changed_text(sig_core *c, sig_conn *k, uint64_t old_chan, size
     char *t = sig_dumps(j);
     *len = strlen(t);
     sig_emit_event_text(c, "VOICE_STATE_UPDATE", vsu_scope(c, k, k->channel_id, old_chan), t, *len);
-    sig_emit_write(c, SIG_W_CONN_PUT, k->id, conn_row_from(k, j));
+    /* the row's text: the state's text with the internal fields appended, in conn_row_from's
+     * order (what dumping that row would give) */
+    char tail[160];
+    int tl = snprintf(tail, sizeof tail,
+                      ",\"can_speak\":%s,\"can_stream\":%s,\"can_video\":%s,\"pending\":%s,"
+                      "\"pending_deadline\":%lld,\"created_at\":%lld}",
+                      k->can_speak ? "true" : "false", k->can_stream ? "true" : "false",
+                      k->can_video ? "true" : "false", k->pending ? "true" : "false",
+                      (long long)(k->pending ? k->pending_deadline : 0), (long long)k->created_at);
+    char *rt = xmalloc(*len + (size_t)tl);
+    memcpy(rt, t, *len - 1); /* without its closing brace */
+    memcpy(rt + *len - 1, tail, (size_t)tl + 1);
+    sig_emit_write_text(c, SIG_W_CONN_PUT, k->id, conn_row_from(k, j), rt);
     return t;
 }
 

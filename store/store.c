@@ -728,7 +728,10 @@ static bool send_commit(pconn *c, job *j)
             store_put *p = &b->put[k].v[i];
             if (p->row) {
                 store_arr_str(&a[0], p->key);
-                store_arr_json(&a[1], p->row);
+                if (p->text)
+                    store_arr_str(&a[1], p->text);
+                else
+                    store_arr_json(&a[1], p->row);
                 if (num) store_arr_i64(&a[2], row_int(k, p->row));
             } else {
                 store_arr_str(&a[3], p->key);

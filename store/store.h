@@ -95,6 +95,10 @@ store_batch *store_batch_new(void);
  * remembered-reply row ({"fingerprint":64 hex,"status":N,"method":s,"body":s,"expires":ms}; a row
  * that does not have that shape is logged and dropped). Other kinds are logged and dropped. */
 void store_batch_put(store_batch *b, int kind, const char *key, json_t *row);
+/* store_batch_put of a STORE_CONN/CALL/NONCE/SERVER row with its compact JSON text already made
+ * by the caller (text stolen, written as is; row stolen, still read for its integer column). The
+ * two must say the same. Other kinds, a NULL row or text: as store_batch_put (text freed). */
+void store_batch_put_text(store_batch *b, int kind, const char *key, json_t *row, char *text);
 /* An event with its complete text {"seq":N,...} (copied); raises the node's last_seq to seq. */
 void store_batch_event(store_batch *b, uint64_t seq, const char *text);
 /* A remembered RPC reply (strings copied; method may be NULL). NOTE: `method` is an addition to

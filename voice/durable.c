@@ -41,6 +41,7 @@ typedef struct ditem {
     int kind; /* store kind, or -2 for an ack */
     char *key;
     json_t *row;  /* NULL = delete */
+    char *text;   /* the row as JSON text when the core made it, or NULL */
     uint64_t num; /* ack */
 } ditem;
 
@@ -154,13 +155,15 @@ static dbatch *open_batch(durable *d)
     return b;
 }
 
-static void add_item(durable *d, dbatch *b, int kind, const char *key, json_t *row, uint64_t num)
+static void add_item(durable *d, dbatch *b, int kind, const char *key, json_t *row, char *text,
+                     uint64_t num)
 {
     if (b->nitems == b->capitems) {
         b->capitems = b->capitems ? 2 * b->capitems : 16;
         b->items = xrealloc(b->items, b->capitems * sizeof *b->items);
     }
-    b->items[b->nitems++] = (ditem){.kind = kind, .key = xstrdup(key), .row = row, .num = num};
+    b->items[b->nitems++] =
+        (ditem){.kind = kind, .key = xstrdup(key), .row = row, .text = text, .num = num};
     d->queued_items++;
 }
 
@@ -169,6 +172,7 @@ static void free_batch(durable *d, dbatch *b)
     for (size_t i = 0; i < b->nitems; i++) {
         free(b->items[i].key);
         json_decref(b->items[i].row);
+        free(b->items[i].text);
     }
     d->queued_items -= b->nitems;
     for (size_t i = 0; i < b->ntexts; i++)
@@ -189,7 +193,8 @@ static store_batch *build(const dbatch *b)
         if (it->kind == -2) {
             store_batch_ack(sb, it->key, it->num);
         } else {
-            store_batch_put(sb, it->kind, it->key, it->row ? json_incref(it->row) : NULL);
+            store_batch_put_text(sb, it->kind, it->key, it->row ? json_incref(it->row) : NULL,
+                                 it->text ? xstrdup(it->text) : NULL);
         }
     }
     for (size_t i = 0; i < b->ntexts; i++)
@@ -208,7 +213,10 @@ static void send_reply(voice_node *n, dreply *r)
     rpc_pss *h = lws_wsi_user(wsi);
     h->req_id = 0;
     node_count_rpc(n, r->method, r->status, (double)(time_mono_ns() - h->t0_ns) / 1e9);
-    http_tx_send_now(wsi, &h->tx, r->status, "application/json", r->body, r->len);
+    if (h->in_submit) /* answered inside its own request's callback (a read, a refusal) */
+        http_tx_set(wsi, &h->tx, r->status, "application/json", r->body, r->len, false);
+    else
+        http_tx_send_now(wsi, &h->tx, r->status, "application/json", r->body, r->len);
     r->body = NULL;
 }
 
@@ -350,8 +358,9 @@ void durable_take_effects(voice_node *n, sig_effects *fx)
         sig_write *w = &fx->writes[i];
         int kind = sig_to_store_kind(w->kind);
         if (kind < -2) continue;
-        add_item(d, b, kind, w->key, w->row, 0);
+        add_item(d, b, kind, w->key, w->row, w->text, 0);
         w->row = NULL;
+        w->text = NULL;
         n->store_writes++;
     }
     for (size_t i = 0; i < fx->nevents; i++) {
@@ -387,7 +396,7 @@ void durable_take_effects(voice_node *n, sig_effects *fx)
 void durable_ack(voice_node *n, const char *consumer, uint64_t seq)
 {
     durable *d = n->durable;
-    add_item(d, open_batch(d), -2, consumer, NULL, seq);
+    add_item(d, open_batch(d), -2, consumer, NULL, NULL, seq);
     kick(d);
 }
 
