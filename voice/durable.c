@@ -267,11 +267,12 @@ static void on_commit(void *ud, int err)
     if (err) {
         LOG(LOG_WARN, "commit of %zu writes and %zu events failed (%s): kept for retry", b->nitems,
             b->ntexts, strerror(-err));
-        d->resend = true; /* the timer retries once the store is up */
-    } else {
-        metrics_hist_observe(&d->commit_hist, (double)(time_mono_ns() - b->sent_ns) / 1e9);
-        b->committed = true;
+        d->resend = true;
+        release(d);
+        return; /* the timer (or the next step) retries: no hot loop on a refusal */
     }
+    metrics_hist_observe(&d->commit_hist, (double)(time_mono_ns() - b->sent_ns) / 1e9);
+    b->committed = true;
     release(d);
     kick(d);
 }
