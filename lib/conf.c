@@ -81,6 +81,8 @@ static const opt opts[] = {
      "a connection whose transport is gone is removed after this"},
     {"store-deadline", T_DUR, F(store_deadline_ms), 100, 60000, "2s", NULL,
      "how long a change waits for the database before STORE_UNAVAILABLE (503)"},
+    {"commit-pipeline", T_INT, F(commit_pipeline), 1, 16, "1", NULL,
+     "group commits in flight at once, pipelined in order on one database connection"},
     {"heartbeat-interval", T_DUR, F(heartbeat_interval_ms), 1000, 600000, "13750ms", NULL,
      "voice WS heartbeat interval (sent in Hello; 2x without heartbeat closes 4009)"},
     {"max-conns-per-user", T_INT, F(max_conns_per_user), 1, 1000, "5", NULL,

@@ -49,6 +49,7 @@ typedef struct conf {
     int64_t transport_reap_ms;
     int64_t heartbeat_interval_ms;
     int64_t store_deadline_ms;
+    int64_t commit_pipeline;
     int64_t max_conns_per_user;
 
     /* Resolved from the *-secret-file options or the environment (or generated with --dev). */

@@ -198,6 +198,7 @@ typedef struct sig_write {
     sig_write_kind kind;
     char *key;   /* owned */
     json_t *row; /* owned reference, NULL for deletes */
+    char *text;  /* owned, may be NULL: the row already as compact JSON (same content) */
 } sig_write;
 
 typedef struct sig_effects {

@@ -76,6 +76,7 @@ static void conn_free(sig_conn *k)
 void sig_core_free(sig_core *c)
 {
     if (!c) return;
+    free(c->raw_result);
     size_t it = 0;
     void *v;
     while (hmap_next(c->conns, &it, NULL, NULL, &v))
@@ -143,22 +144,74 @@ void sig_emit_reply(sig_core *c, uint64_t req, int status, const char *method, c
         .req = req, .status = status, .method = method, .body = body, .len = strlen(body)};
 }
 
-void sig_emit_event(sig_core *c, const char *name, json_t *scope, json_t *data)
+/* A growing text buffer for json_dump_callback: the fragment is written once, in place. */
+typedef struct tbuf {
+    char *p;
+    size_t n, cap;
+} tbuf;
+
+static int tb_put(const char *b, size_t len, void *ud)
+{
+    tbuf *t = ud;
+    if (t->n + len + 1 > t->cap) {
+        while (t->n + len + 1 > t->cap)
+            t->cap *= 2;
+        t->p = xrealloc(t->p, t->cap);
+    }
+    memcpy(t->p + t->n, b, len);
+    t->n += len;
+    t->p[t->n] = 0;
+    return 0;
+}
+
+char *sig_dumps(const json_t *j)
+{
+    tbuf t = {.p = xmalloc(896), .cap = 896};
+    t.p[0] = 0;
+    if (json_dump_callback(j, tb_put, &t, JSON_COMPACT) != 0) abort();
+    return t.p;
+}
+
+void sig_set_raw_result(sig_core *c, char *body)
+{
+    free(c->raw_result);
+    c->raw_result = body;
+}
+
+static void emit_fragment(sig_core *c, const char *name, json_t *scope, json_t *data,
+                          const char *text, size_t len)
 {
     sig_effects *fx = &c->fx;
-    char *s = json_dumps(scope, JSON_COMPACT);
-    char *d = json_dumps(data, JSON_COMPACT);
+    /* most fragments (a voice state and its scope) fit; below glibc's large-chunk size */
+    tbuf t = {.p = xmalloc(896), .cap = 896};
+    tb_put("\"event\":\"", 9, &t);
+    tb_put(name, strlen(name), &t);
+    tb_put("\",\"scope\":", 10, &t);
+    if (json_dump_callback(scope, tb_put, &t, JSON_COMPACT) != 0) abort();
+    tb_put(",\"data\":", 8, &t);
+    if (data) {
+        if (json_dump_callback(data, tb_put, &t, JSON_COMPACT | JSON_ENCODE_ANY) != 0) abort();
+    } else {
+        tb_put(text, len, &t);
+    }
     json_decref(scope);
     json_decref(data);
-    if (!s || !d) abort();
-    char *frag = xasprintf("\"event\":\"%s\",\"scope\":%s,\"data\":%s", name, s, d);
-    free(s);
-    free(d);
+    char *frag = t.p;
     if (fx->nevents == c->cap_events) {
         c->cap_events = c->cap_events ? 2 * c->cap_events : 16;
         fx->events = xrealloc(fx->events, c->cap_events * sizeof *fx->events);
     }
     fx->events[fx->nevents++] = frag;
+}
+
+void sig_emit_event(sig_core *c, const char *name, json_t *scope, json_t *data)
+{
+    emit_fragment(c, name, scope, data, NULL, 0);
+}
+
+void sig_emit_event_text(sig_core *c, const char *name, json_t *scope, const char *data, size_t len)
+{
+    emit_fragment(c, name, scope, NULL, data, len);
 }
 
 void sig_emit_write(sig_core *c, sig_write_kind kind, const char *key, json_t *row)
@@ -169,6 +222,12 @@ void sig_emit_write(sig_core *c, sig_write_kind kind, const char *key, json_t *r
         fx->writes = xrealloc(fx->writes, c->cap_writes * sizeof *fx->writes);
     }
     fx->writes[fx->nwrites++] = (sig_write){.kind = kind, .key = xstrdup(key), .row = row};
+}
+
+void sig_emit_write_text(sig_core *c, sig_write_kind kind, const char *key, json_t *row, char *text)
+{
+    sig_emit_write(c, kind, key, row);
+    c->fx.writes[c->fx.nwrites - 1].text = text;
 }
 
 void sig_effects_take(sig_core *c, sig_effects *out)
@@ -188,6 +247,7 @@ void sig_effects_free(sig_effects *fx)
     for (size_t i = 0; i < fx->nwrites; i++) {
         free(fx->writes[i].key);
         json_decref(fx->writes[i].row);
+        free(fx->writes[i].text);
     }
     free(fx->replies);
     free(fx->events);

@@ -121,7 +121,8 @@ struct sig_core {
     sig_timer *heap;
     size_t nheap, capheap;
     sig_held *held;
-    hmap *idem; /* request id -> sig_idem */
+    char *raw_result; /* a method's reply body already serialized (sig_set_raw_result) */
+    hmap *idem;       /* request id -> sig_idem */
     sig_idem *idem_head, *idem_tail;
     sig_effects fx;
     size_t cap_replies, cap_events, cap_writes;
@@ -133,6 +134,18 @@ struct sig_core {
 /* sig_core.c: effects, timers, randomness */
 void sig_emit_reply(sig_core *c, uint64_t req, int status, const char *method, char *body);
 void sig_emit_event(sig_core *c, const char *name, json_t *scope, json_t *data); /* steals both */
+/* sig_emit_write with the row also as compact JSON text (owned; the same content as row). */
+void sig_emit_write_text(sig_core *c, sig_write_kind kind, const char *key, json_t *row,
+                         char *text);
+/* The same with the data already serialized (compact JSON text of len bytes); steals scope. */
+void sig_emit_event_text(sig_core *c, const char *name, json_t *scope, const char *data,
+                         size_t len);
+/* A method that returns 200 may hand over its whole reply body ({"result":...}, compact JSON,
+ * owned) instead of a result object: then it leaves *result NULL. */
+void sig_set_raw_result(sig_core *c, char *body);
+/* json_dumps(j, JSON_COMPACT) into one buffer grown in place (no strbuffer copies); aborts on
+ * failure (only out of memory: j is a container the core built). */
+char *sig_dumps(const json_t *j);
 void sig_emit_write(sig_core *c, sig_write_kind kind, const char *key,
                     json_t *row); /* steals row */
 void sig_timer_arm(sig_core *c, int kind, const char *key, uint64_t aux, int64_t deadline);

@@ -77,7 +77,15 @@ static void grow(sig_outbox *o)
 
 char *sig_event_text(uint64_t seq, const char *fragment)
 {
-    return xasprintf("{\"seq\":%llu,%s}", (unsigned long long)seq, fragment);
+    char head[32];
+    int h = snprintf(head, sizeof head, "{\"seq\":%llu,", (unsigned long long)seq);
+    size_t f = strlen(fragment);
+    char *t = xmalloc((size_t)h + f + 2);
+    memcpy(t, head, (size_t)h);
+    memcpy(t + h, fragment, f);
+    t[h + f] = '}';
+    t[h + f + 1] = 0;
+    return t;
 }
 
 uint64_t sig_outbox_next_seq(const sig_outbox *o)

@@ -248,9 +248,9 @@ static char *error_json(const sig_err *e)
 static char *result_json(json_t *result)
 {
     json_t *j = json_pack("{s:o}", "result", result);
-    char *s = json_dumps(j, JSON_COMPACT);
+    if (!j) abort();
+    char *s = sig_dumps(j);
     json_decref(j);
-    if (!s) abort();
     return s;
 }
 
@@ -387,7 +387,17 @@ static void run(sig_core *c, uint64_t req, const method_def *m, json_t *params,
         sig_timer_arm(c, T_HOLD, NULL, req, h->deadline);
         return;
     }
-    char *body = status == 200 ? result_json(result) : error_json(&e);
+    char *body;
+    if (status != 200) {
+        body = error_json(&e);
+        free(c->raw_result);
+    } else if (c->raw_result) { /* the method serialized its reply itself */
+        body = c->raw_result;
+        json_decref(result);
+    } else {
+        body = result_json(result);
+    }
+    c->raw_result = NULL;
     finish(c, req, m->name, request_id, status, body, now);
 }
 

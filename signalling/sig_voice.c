@@ -164,9 +164,9 @@ json_t *sig_conn_json(const sig_conn *k)
     return j;
 }
 
-json_t *sig_conn_row(const sig_conn *k)
+/* The row from a voice state j of k just built (stolen). */
+static json_t *conn_row_from(const sig_conn *k, json_t *j)
 {
-    json_t *j = sig_conn_json(k);
     json_object_set_new(j, "can_speak", json_boolean(k->can_speak));
     json_object_set_new(j, "can_stream", json_boolean(k->can_stream));
     json_object_set_new(j, "can_video", json_boolean(k->can_video));
@@ -174,6 +174,11 @@ json_t *sig_conn_row(const sig_conn *k)
     json_object_set_new(j, "pending_deadline", json_integer(k->pending ? k->pending_deadline : 0));
     json_object_set_new(j, "created_at", json_integer(k->created_at));
     return j;
+}
+
+json_t *sig_conn_row(const sig_conn *k)
+{
+    return conn_row_from(k, sig_conn_json(k));
 }
 
 void sig_conn_persist(sig_core *c, const sig_conn *k)
@@ -224,11 +229,36 @@ static void broadcast(sig_core *c, const sig_conn *k, uint64_t old_chan)
                    sig_conn_json(k));
 }
 
-static void conn_changed(sig_core *c, sig_conn *k, uint64_t old_chan)
+/* version+1, persist, broadcast; returns the new voice state as compact JSON text (owned; *len
+ * its length): the object is built once, dumped once for the event and the caller's reply, then
+ * completed with the internal fields into the row. */
+static char *conn_changed_text(sig_core *c, sig_conn *k, uint64_t old_chan, size_t *len)
 {
     k->version++;
-    sig_conn_persist(c, k);
-    broadcast(c, k, old_chan);
+    json_t *j = sig_conn_json(k);
+    char *t = sig_dumps(j);
+    *len = strlen(t);
+    sig_emit_event_text(c, "VOICE_STATE_UPDATE", vsu_scope(c, k, k->channel_id, old_chan), t, *len);
+    /* the row's text: the state's text with the internal fields appended, in conn_row_from's
+     * order (what dumping that row would give) */
+    char tail[160];
+    int tl = snprintf(tail, sizeof tail,
+                      ",\"can_speak\":%s,\"can_stream\":%s,\"can_video\":%s,\"pending\":%s,"
+                      "\"pending_deadline\":%lld,\"created_at\":%lld}",
+                      k->can_speak ? "true" : "false", k->can_stream ? "true" : "false",
+                      k->can_video ? "true" : "false", k->pending ? "true" : "false",
+                      (long long)(k->pending ? k->pending_deadline : 0), (long long)k->created_at);
+    char *rt = xmalloc(*len + (size_t)tl);
+    memcpy(rt, t, *len - 1); /* without its closing brace */
+    memcpy(rt + *len - 1, tail, (size_t)tl + 1);
+    sig_emit_write_text(c, SIG_W_CONN_PUT, k->id, conn_row_from(k, j), rt);
+    return t;
+}
+
+static void conn_changed(sig_core *c, sig_conn *k, uint64_t old_chan)
+{
+    size_t len;
+    free(conn_changed_text(c, k, old_chan, &len));
 }
 
 /* ---- stream keys --------------------------------------------------------------------------------
@@ -589,6 +619,8 @@ int sig_m_voice_update(sig_core *c, json_t *params, int64_t now, json_t **result
     if (have[3] && f[3] && !k->can_stream) f[3] = false;
     if (k->guild_id == 0 && member) member = NULL; /* no member in calls */
     bool changed = false;
+    char *vs = NULL;
+    size_t vl = 0;
     for (int i = 0; i < 5; i++)
         changed |= have[i] && *cur[i] != f[i];
     if (nkeys && !json_equal(nkeys, k->viewer_keys)) changed = true;
@@ -607,10 +639,26 @@ int sig_m_voice_update(sig_core *c, json_t *params, int64_t now, json_t **result
             json_decref(k->member);
             k->member = json_is_null(member) ? NULL : json_deep_copy(member);
         }
-        conn_changed(c, k, 0);
+        vs = conn_changed_text(c, k, 0, &vl);
     }
     json_decref(nkeys);
-    *result = json_pack("{s:o,s:b}", "voice_state", sig_conn_json(k), "changed", changed);
+    if (!vs) {
+        json_t *j = sig_conn_json(k);
+        vs = sig_dumps(j);
+        vl = strlen(vs);
+        json_decref(j);
+    }
+    /* {"result":{"voice_state":...,"changed":...}} around the text already dumped */
+    static const char pre[] = "{\"result\":{\"voice_state\":";
+    const char *post = changed ? ",\"changed\":true}}" : ",\"changed\":false}}";
+    size_t pl = sizeof pre - 1, ql = strlen(post);
+    char *body = xmalloc(pl + vl + ql + 1);
+    memcpy(body, pre, pl);
+    memcpy(body + pl, vs, vl);
+    memcpy(body + pl + vl, post, ql + 1);
+    free(vs);
+    sig_set_raw_result(c, body);
+    *result = NULL;
     return 200;
 }
 

@@ -16,11 +16,14 @@
  * connection attempt, a setup step or a job that outlives request_timeout_ms closes the
  * connection (PQcancel would block).
  *
- * Jobs wait in two FIFOs: writers (commits, housekeeping) and readers (loads). One writer runs at
- * a time, on any idle connection, so transactions commit in submission order; when a commit
- * starts, the commits queued right behind it are merged into its batch (group commit). Readers
- * run on any idle connection. While no connection is UP nothing can be queued (-EAGAIN), and
- * what was queued fails with -EAGAIN at the moment the last connection goes down.
+ * Jobs wait in two FIFOs: writers (commits, housekeeping) and readers (loads). Writers go on one
+ * connection at a time: on any idle one when none is in flight, else pipelined behind the ones in
+ * flight (at most `depth`, each its own transaction and sync), so the server runs them back to back
+ * in submission order and they commit in that order; when a commit is sent, the commits queued
+ * behind it are merged into its batch (group commit). Readers run on any idle connection. A
+ * connection's jobs in flight are a FIFO (c->job is the oldest: its results are read); the
+ * connection's deadline runs for the oldest one. While no connection is UP nothing can be queued
+ * (-EAGAIN), and what was queued fails with -EAGAIN at the moment the last connection goes down.
  *
  * Lifetime: handles (one timer per connection, one poll per open socket) are counted; store_close
  * closes them all and the last close callback delivers -ECANCELED to everything still pending,
@@ -100,7 +103,9 @@ static const char *const stmt_sql[Q__N] = {
     [Q_EVENTS] = "INSERT INTO voxd_events (node_id, seq, body) SELECT $1, s, b FROM "
                  "unnest($2::bigint[], $3::text[]) AS t(s, b) "
                  "ON CONFLICT (node_id, seq) DO UPDATE SET body = EXCLUDED.body",
-    [Q_META] = "INSERT INTO voxd_node_meta (node_id, last_seq) VALUES ($1, $2::bigint) "
+    /* before events are pruned: the highest seq committed survives them (Q_L_META) */
+    [Q_META] = "INSERT INTO voxd_node_meta (node_id, last_seq) SELECT $1, max(seq) FROM "
+               "voxd_events WHERE node_id = $1 HAVING max(seq) IS NOT NULL "
                "ON CONFLICT (node_id) DO UPDATE SET "
                "last_seq = GREATEST(voxd_node_meta.last_seq, EXCLUDED.last_seq)",
     [Q_REQ_PUT] =
@@ -206,7 +211,8 @@ typedef struct pconn {
     pollh *poll;
     int events;
     uv_timer_t timer;
-    job *job;
+    job *job, *jtail; /* jobs sent, oldest (the one whose results are read) first */
+    int njobs;
     int attempts;
     bool prepared; /* UP and its statements prepared: usable */
     bool was_up, timed_out;
@@ -225,7 +231,10 @@ struct store {
     int64_t timeout_ms, backoff_min, backoff_max;
     pconn *conns;
     jqueue wq, rq;
-    bool writer_busy, started, closing, ready_called, up;
+    int writers;  /* writer jobs sent and not completed, all on wconn */
+    pconn *wconn; /* the connection the writers in flight were sent on */
+    int depth;    /* writers in flight at most (pipelined on wconn) */
+    bool started, closing, ready_called, up;
     bool kicking, kick_again;
     void (*ready)(void *ud, int err);
     void *ready_ud;
@@ -255,16 +264,32 @@ static void store_free_all(store *s);
 
 static void job_finish(store *s, job *j, int err);
 
+static bool is_writer(const job *j)
+{
+    return j->type == J_COMMIT || j->type == J_HOUSEKEEP;
+}
+
+/* Takes the oldest job sent on c off it (NULL if none). */
+static job *conn_pop(pconn *c)
+{
+    job *j = c->job;
+    if (!j) return NULL;
+    c->job = j->next;
+    if (!c->job) c->jtail = NULL;
+    j->next = NULL;
+    c->njobs--;
+    if (is_writer(j) && --c->s->writers == 0) c->s->wconn = NULL;
+    return j;
+}
+
 static void handle_closed(store *s)
 {
     if (--s->handles > 0 || !s->closing) return;
     /* the last one: deliver what is pending, then go */
-    for (int i = 0; i < s->pool; i++) {
-        job *j = s->conns[i].job;
-        s->conns[i].job = NULL;
-        if (j) job_finish(s, j, -ECANCELED);
-    }
     job *j;
+    for (int i = 0; i < s->pool; i++)
+        while ((j = conn_pop(&s->conns[i])))
+            job_finish(s, j, -ECANCELED);
     while ((j = jq_pop(&s->wq)))
         job_finish(s, j, -ECANCELED);
     while ((j = jq_pop(&s->rq)))
@@ -418,12 +443,10 @@ static void conn_fail(pconn *c, int err)
     c->prepared = false;
     c->state = C_DOWN;
     update_up(s);
-    job *j = c->job;
-    c->job = NULL;
-    if (j) {
-        if (j->type == J_COMMIT || j->type == J_HOUSEKEEP) s->writer_busy = false;
+    job *j;
+    while ((j = conn_pop(c))) {
         /* the transaction was refused (-EIO) or never sent (-EAGAIN): it did not commit; otherwise
-         * it may have: say so */
+         * it may have: say so (in order: with pipelined writers, every one sent is unknown) */
         int e = j->err ? j->err : !j->sent ? -EAGAIN : c->timed_out ? -ETIMEDOUT : -ECONNRESET;
         job_finish(s, j, e);
     }
@@ -691,7 +714,9 @@ static bool send_commit(pconn *c, job *j)
     store *s = c->s;
     store_batch *b = j->batch;
     store_abuf a[7] = {{0}};
-    bool ok = send_q(c, j, Q_BEGIN, NULL, 0);
+    /* no BEGIN/COMMIT: the statements up to the job's sync are one implicit transaction, which
+     * the server commits at the sync (rolls back on any error) before it answers the sync */
+    bool ok = true;
     for (int k = 0; ok && k < STORE_NPUT; k++) {
         /* puts: keys, rows (and their integer column); deletes: keys */
         bool num = k == STORE_CONN || k == STORE_NONCE;
@@ -703,7 +728,10 @@ static bool send_commit(pconn *c, job *j)
             store_put *p = &b->put[k].v[i];
             if (p->row) {
                 store_arr_str(&a[0], p->key);
-                store_arr_json(&a[1], p->row);
+                if (p->text)
+                    store_arr_str(&a[1], p->text);
+                else
+                    store_arr_json(&a[1], p->row);
                 if (num) store_arr_i64(&a[2], row_int(k, p->row));
             } else {
                 store_arr_str(&a[3], p->key);
@@ -752,12 +780,7 @@ static bool send_commit(pconn *c, job *j)
         store_arr_end(&a[1]);
         ok = send_qa(c, j, Q_EVENTS, (store_abuf *[]){&a[0], &a[1]}, 2);
     }
-    char seq[24];
-    const char *v[2] = {s->node_id, seq};
-    if (ok && b->last_seq) {
-        snprintf(seq, sizeof seq, "%" PRIu64, b->last_seq);
-        ok = send_q(c, j, Q_META, v, 2);
-    }
+    const char *v[1] = {s->node_id};
     if (ok && b->nack) {
         store_arr_begin(&a[0], STORE_OID_TEXT);
         store_arr_begin(&a[1], STORE_OID_INT8);
@@ -767,9 +790,9 @@ static bool send_commit(pconn *c, job *j)
         }
         store_arr_end(&a[0]);
         store_arr_end(&a[1]);
-        ok = send_qa(c, j, Q_ACK, (store_abuf *[]){&a[0], &a[1]}, 2) && send_q(c, j, Q_PRUNE, v, 1);
+        ok = send_qa(c, j, Q_ACK, (store_abuf *[]){&a[0], &a[1]}, 2) &&
+             send_q(c, j, Q_META, v, 1) && send_q(c, j, Q_PRUNE, v, 1);
     }
-    ok = ok && send_q(c, j, Q_COMMIT, NULL, 0);
     for (int i = 0; i < 7; i++)
         store_abuf_free(&a[i]);
     return ok;
@@ -790,8 +813,8 @@ static bool send_housekeep(pconn *c, job *j)
     snprintf(now, sizeof now, "%" PRId64, j->now_ms);
     const char *v[2] = {c->s->node_id, now};
     return send_q(c, j, Q_BEGIN, NULL, 0) && send_q(c, j, Q_HK_NONCES, v, 2) &&
-           send_q(c, j, Q_HK_REQ, v, 2) && send_q(c, j, Q_PRUNE, v, 1) &&
-           send_q(c, j, Q_COMMIT, NULL, 0);
+           send_q(c, j, Q_HK_REQ, v, 2) && send_q(c, j, Q_META, v, 1) &&
+           send_q(c, j, Q_PRUNE, v, 1) && send_q(c, j, Q_COMMIT, NULL, 0);
 }
 
 static bool send_prepare(pconn *c, job *j)
@@ -810,7 +833,17 @@ static bool send_prepare(pconn *c, job *j)
 /* Sends a job on an idle UP connection: its queries, one sync, flush what the socket takes. */
 static void conn_send_job(pconn *c, job *j)
 {
-    c->job = j;
+    j->next = NULL;
+    if (c->jtail)
+        c->jtail->next = j;
+    else
+        c->job = j;
+    c->jtail = j;
+    c->njobs++;
+    if (is_writer(j)) {
+        c->s->writers++;
+        c->s->wconn = c;
+    }
     j->t0 = time_mono_ns();
     bool ok;
     switch (j->type) {
@@ -837,7 +870,7 @@ static void conn_send_job(pconn *c, job *j)
         return;
     }
     j->sent = true;
-    arm(c, c->s->timeout_ms, deadline_cb);
+    if (c->job == j) arm(c, c->s->timeout_ms, deadline_cb); /* else armed for an older one */
     int f = PQflush(c->pg);
     if (f < 0 || watch(c, UV_READABLE | (f ? UV_WRITABLE : 0), false) < 0)
         conn_fail(c, -ECONNRESET);
@@ -911,10 +944,12 @@ static void load_result(store *s, job *j, int q, const PGresult *r)
 static void job_done(pconn *c)
 {
     store *s = c->s;
-    job *j = c->job;
-    c->job = NULL;
+    job *j = conn_pop(c);
     uv_timer_stop(&c->timer);
-    if (j->type == J_COMMIT || j->type == J_HOUSEKEEP) s->writer_busy = false;
+    if (c->job) { /* the deadline now runs for the next job sent, from when it was sent */
+        int64_t left = s->timeout_ms - (time_mono_ns() - c->job->t0) / 1000000;
+        arm(c, left, deadline_cb);
+    }
     if (j->type == J_PREPARE) {
         int err = j->err;
         job_free(j);
@@ -935,8 +970,11 @@ static void job_done(pconn *c)
         kick(s);
         return;
     }
-    /* an error left the transaction open (aborted): roll it back before anything else runs */
-    if (PQtransactionStatus(c->pg) != PQTRANS_IDLE && j->type != J_ROLLBACK) {
+    /* an error may have left the transaction open (aborted): roll it back. The jobs already sent
+     * behind it fail on the aborted transaction (so none of them commits either) and the
+     * ROLLBACK follows them; a ROLLBACK without a transaction is only a warning.
+     * (PQtransactionStatus cannot tell: with jobs pipelined behind it says ACTIVE.) */
+    if (j->err && j->type != J_ROLLBACK) {
         job *rb = xcalloc(1, sizeof *rb);
         rb->type = J_ROLLBACK;
         conn_send_job(c, rb);
@@ -957,6 +995,7 @@ static void pipeline_pump(pconn *c)
         ExecStatusType st = PQresultStatus(r);
         if (st == PGRES_PIPELINE_SYNC) {
             PQclear(r);
+            if (j->type == J_COMMIT) j->committed = !j->err; /* its implicit transaction */
             job_done(c);
             continue;
         }
@@ -1046,15 +1085,17 @@ static void kick(store *s)
         s->kick_again = false;
         for (int i = 0; i < s->pool && !s->closing; i++) {
             pconn *c = &s->conns[i];
-            if (!c->prepared || c->job) continue;
+            if (!c->prepared) continue;
             job *j = NULL;
-            if (!s->writer_busy && s->wq.head) {
+            /* writers: on an idle connection when none is in flight, else pipelined behind the
+             * ones in flight on their connection (one connection: they commit in order) */
+            bool wok = s->writers ? s->wconn == c && s->writers < s->depth : !c->job;
+            if (wok && s->wq.head) {
                 j = pop_writer(s);
-                s->writer_busy = true;
-            } else if (s->rq.head) {
+            } else if (!c->job && s->rq.head) {
                 j = jq_pop(&s->rq);
             }
-            if (!j) break;
+            if (!j) continue;
             conn_send_job(c, j);
             s->kick_again = true; /* look at every connection again */
         }
@@ -1111,6 +1152,7 @@ store *store_new(uv_loop_t *loop, const store_opts *o)
     s->conninfo = xstrdup(o->conninfo);
     s->node_id = xstrdup(o->node_id);
     s->pool = o->pool_size > 0 ? o->pool_size : 2;
+    s->depth = o->pipeline_depth > 0 ? o->pipeline_depth : 1;
     s->timeout_ms = o->request_timeout_ms > 0 ? o->request_timeout_ms : 2000;
     s->backoff_min = o->reconnect_min_ms > 0 ? o->reconnect_min_ms : 100;
     s->backoff_max = o->reconnect_max_ms > 0 ? o->reconnect_max_ms : 5000;

@@ -8,9 +8,11 @@
  *
  * A small pool of connections (default 2) is kept open; a connection that dies is reopened with
  * exponential backoff. On every (re)connection the versioned schema migrations are applied
- * (idempotent, safe with concurrent starters). Writers (commits, housekeeping) run one at a time
- * in submission order, so batches commit and complete in the order they were submitted; batches
- * queued behind a running commit are merged into the next transaction (group commit). Reads
+ * (idempotent, safe with concurrent starters). Writers (commits, housekeeping) are sent in
+ * submission order on ONE connection, up to pipeline_depth of them back to back (each its own
+ * transaction and sync), so the server runs them, and they commit and complete, in the order they
+ * were submitted, and the next one is already there when the previous COMMIT returns; batches
+ * queued behind a full pipeline are merged into one transaction (group commit). Reads
  * (store_load) run on any other idle connection.
  *
  * Everything is keyed by (node_id, key): several nodes share one database. Rows are opaque JSON
@@ -55,6 +57,8 @@ typedef struct store_opts {
     int64_t request_timeout_ms; /* per-request deadline (0 = 2000); also bounds connecting */
     int64_t reconnect_min_ms;   /* backoff, doubled per failed attempt (0 = 100) */
     int64_t reconnect_max_ms;   /* (0 = 5000) */
+    int pipeline_depth;         /* writers (commits, housekeeping) in flight at most, pipelined on
+                                   one connection (0 = 1: one at a time) */
 } store_opts;
 
 /* Copies the options. Returns NULL (and logs why) when they are unusable: no node_id, a conninfo
@@ -91,6 +95,10 @@ store_batch *store_batch_new(void);
  * remembered-reply row ({"fingerprint":64 hex,"status":N,"method":s,"body":s,"expires":ms}; a row
  * that does not have that shape is logged and dropped). Other kinds are logged and dropped. */
 void store_batch_put(store_batch *b, int kind, const char *key, json_t *row);
+/* store_batch_put of a STORE_CONN/CALL/NONCE/SERVER row with its compact JSON text already made
+ * by the caller (text stolen, written as is; row stolen, still read for its integer column). The
+ * two must say the same. Other kinds, a NULL row or text: as store_batch_put (text freed). */
+void store_batch_put_text(store_batch *b, int kind, const char *key, json_t *row, char *text);
 /* An event with its complete text {"seq":N,...} (copied); raises the node's last_seq to seq. */
 void store_batch_event(store_batch *b, uint64_t seq, const char *text);
 /* A remembered RPC reply (strings copied; method may be NULL). NOTE: `method` is an addition to
@@ -103,17 +111,22 @@ void store_batch_ack(store_batch *b, const char *consumer, uint64_t acked);
 size_t store_batch_size(const store_batch *b); /* rows it will write (puts, deletes, events, ...) */
 void store_batch_free(store_batch *b);
 
-/* Commits the batch in ONE transaction sent in pipeline mode (one round trip): BEGIN, one multi-row
- * statement per kind for puts and one for deletes, the events, acks and pruning, the node's
- * last_seq, COMMIT. Always takes ownership of the batch. done(ud, err) is called once, in
- * submission order:
- *    0            COMMIT succeeded: the batch is durable;
+/* Commits the batch in ONE transaction sent in pipeline mode (one round trip): one multi-row
+ * statement per kind for puts and one for deletes, the events, acks (then the node's last_seq and
+ * the pruning), and a sync: no BEGIN/COMMIT, the statements up to the sync are one implicit
+ * transaction that the server commits at the sync (or rolls back on any error). Always takes
+ * ownership of the batch. done(ud, err) is called once, in submission order:
+ *    0            the sync came back without an error: the batch is durable;
  *   -EIO          the server refused it (logged with SQLSTATE): it did NOT commit;
  *   -EAGAIN       the store went down before the batch was sent: it did NOT commit;
- *   -ECONNRESET   the connection died after the batch was sent, before COMMIT's result arrived;
+ *   -ECONNRESET   the connection died after the batch was sent, before the sync's result arrived;
  *   -ETIMEDOUT    the deadline fired after it was sent (the connection was closed):
  *                 for these two the OUTCOME IS UNKNOWN (it may or may not have committed; the
  *                 writes are idempotent, so committing the same state again is safe).
+ * With pipeline_depth > 1 the commits sent behind a failed one are independent transactions and
+ * may commit: a caller that retries a failed batch must not resend it alone once a later one may
+ * have committed (durable.c waits for every commit in flight, then resends all of them merged, so
+ * later writes win).
  * Returns 0, or -EAGAIN if the store is down (the batch is freed and done is never called). */
 int store_commit(store *s, store_batch *b, void (*done)(void *ud, int err), void *ud);
 

@@ -47,6 +47,7 @@ void store_batch_free(store_batch *b)
         for (size_t i = 0; i < b->put[k].n; i++) {
             free(b->put[k].v[i].key);
             json_decref(b->put[k].v[i].row);
+            free(b->put[k].v[i].text);
         }
         free(b->put[k].v);
         hmap_free(b->put[k].idx);
@@ -77,16 +78,21 @@ size_t store_batch_size(const store_batch *b)
     return n;
 }
 
-static void put_kv(store_batch *b, int kind, const char *key, json_t *row)
+static void put_kv(store_batch *b, int kind, const char *key, json_t *row, char *text)
 {
     size_t pos = (size_t)(uintptr_t)hmap_gets(b->put[kind].idx, key);
     if (pos) {
-        json_decref(b->put[kind].v[pos - 1].row);
-        b->put[kind].v[pos - 1].row = row;
+        store_put *p = &b->put[kind].v[pos - 1];
+        json_decref(p->row);
+        free(p->text);
+        p->row = row;
+        p->text = row ? text : NULL;
+        if (!row) free(text);
         return;
     }
     GROW(b->put[kind].v, b->put[kind].n, b->put[kind].cap);
-    b->put[kind].v[b->put[kind].n++] = (store_put){xstrdup(key), row};
+    b->put[kind].v[b->put[kind].n++] = (store_put){xstrdup(key), row, row ? text : NULL};
+    if (!row) free(text);
     hmap_puts(b->put[kind].idx, key, (void *)(uintptr_t)b->put[kind].n);
 }
 
@@ -149,7 +155,7 @@ void store_batch_put(store_batch *b, int kind, const char *key, json_t *row)
         return;
     }
     if (kind >= 0 && kind < STORE_NPUT) {
-        put_kv(b, kind, key, row);
+        put_kv(b, kind, key, row, NULL);
         return;
     }
     if (kind == STORE_REQUEST && put_request_row(b, key, row) == 0) {
@@ -159,6 +165,16 @@ void store_batch_put(store_batch *b, int kind, const char *key, json_t *row)
     LOGC(LOG_ERROR, "store", "batch: dropped a write of kind %d key '%.64s' (not writable so)",
          kind, key);
     json_decref(row);
+}
+
+void store_batch_put_text(store_batch *b, int kind, const char *key, json_t *row, char *text)
+{
+    if (!b || !key || kind < 0 || kind >= STORE_NPUT || !row || !text) {
+        free(text);
+        store_batch_put(b, kind, key, row);
+        return;
+    }
+    put_kv(b, kind, key, row, text);
 }
 
 void store_batch_event(store_batch *b, uint64_t seq, const char *text)
@@ -195,8 +211,9 @@ void store_batch_merge(store_batch *dst, store_batch *src)
 {
     for (int k = 0; k < STORE_NPUT; k++)
         for (size_t i = 0; i < src->put[k].n; i++) {
-            put_kv(dst, k, src->put[k].v[i].key, src->put[k].v[i].row);
+            put_kv(dst, k, src->put[k].v[i].key, src->put[k].v[i].row, src->put[k].v[i].text);
             src->put[k].v[i].row = NULL;
+            src->put[k].v[i].text = NULL;
         }
     for (size_t i = 0; i < src->nreq; i++) {
         store_req *s = &src->req[i], *r = req_slot(dst, s->id);
@@ -275,8 +292,9 @@ void store_arr_str(store_abuf *b, const char *s)
 
 void store_arr_json(store_abuf *b, const json_t *v)
 {
-    /* dumped straight into the buffer behind its length word; redone once if it did not fit */
-    ab_reserve(b, 4 + 512);
+    /* dumped straight into the buffer behind its length word; redone once if it did not fit
+     * (room for 2 KiB first: a voice state row is ~600 bytes, so nearly none is dumped twice) */
+    ab_reserve(b, 4 + 2048);
     size_t room = b->cap - b->n - 4;
     size_t len = json_dumpb(v, b->p + b->n + 4, room, JSON_COMPACT | JSON_ENCODE_ANY);
     if (len == 0) abort(); /* only on allocation failure or an invalid value: rows are objects */

@@ -15,6 +15,7 @@
 typedef struct store_put {
     char *key;
     json_t *row; /* NULL = delete */
+    char *text;  /* the row already serialized (store_batch_put_text), or NULL */
 } store_put;
 
 typedef struct store_req {

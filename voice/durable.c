@@ -41,6 +41,7 @@ typedef struct ditem {
     int kind; /* store kind, or -2 for an ack */
     char *key;
     json_t *row;  /* NULL = delete */
+    char *text;   /* the row as JSON text when the core made it, or NULL */
     uint64_t num; /* ack */
 } ditem;
 
@@ -62,7 +63,9 @@ typedef struct dbatch {
     dreply *replies;
     size_t nreplies, capreplies;
     int64_t born_ms;
-    bool inflight;
+    int64_t sent_ns; /* when its commit was sent (the commit histogram) */
+    bool inflight;   /* sent to the store, its done not called yet */
+    bool committed;  /* its COMMIT succeeded; released once every batch before it is */
     struct dbatch *next;
 } dbatch;
 
@@ -79,6 +82,9 @@ struct durable {
     store *st;
     bool ready_once, loaded;
     dbatch *head, *tail;
+    int ninflight; /* batches sent and not done (at most --commit-pipeline) */
+    bool resend;   /* a commit failed: once none is in flight, everything left is merged and
+                      sent again (a later batch may have committed: never resend one alone) */
     size_t queued_items;
     parked *phead, *ptail;
     size_t nparked;
@@ -91,7 +97,6 @@ struct durable {
     json_t *lconsumers;
     size_t restored, refused;
     metrics_hist commit_hist;
-    int64_t commit_t0_ns;
     void (*closed_cb)(voice_node *n);
 };
 
@@ -139,7 +144,7 @@ static sig_write_kind store_to_sig_kind(int k)
 
 static dbatch *open_batch(durable *d)
 {
-    if (d->tail && !d->tail->inflight) return d->tail;
+    if (d->tail && !d->tail->inflight && !d->tail->committed) return d->tail;
     dbatch *b = xcalloc(1, sizeof *b);
     b->born_ms = time_now_ms();
     if (d->tail)
@@ -150,13 +155,15 @@ static dbatch *open_batch(durable *d)
     return b;
 }
 
-static void add_item(durable *d, dbatch *b, int kind, const char *key, json_t *row, uint64_t num)
+static void add_item(durable *d, dbatch *b, int kind, const char *key, json_t *row, char *text,
+                     uint64_t num)
 {
     if (b->nitems == b->capitems) {
         b->capitems = b->capitems ? 2 * b->capitems : 16;
         b->items = xrealloc(b->items, b->capitems * sizeof *b->items);
     }
-    b->items[b->nitems++] = (ditem){.kind = kind, .key = xstrdup(key), .row = row, .num = num};
+    b->items[b->nitems++] =
+        (ditem){.kind = kind, .key = xstrdup(key), .row = row, .text = text, .num = num};
     d->queued_items++;
 }
 
@@ -165,6 +172,7 @@ static void free_batch(durable *d, dbatch *b)
     for (size_t i = 0; i < b->nitems; i++) {
         free(b->items[i].key);
         json_decref(b->items[i].row);
+        free(b->items[i].text);
     }
     d->queued_items -= b->nitems;
     for (size_t i = 0; i < b->ntexts; i++)
@@ -185,7 +193,8 @@ static store_batch *build(const dbatch *b)
         if (it->kind == -2) {
             store_batch_ack(sb, it->key, it->num);
         } else {
-            store_batch_put(sb, it->kind, it->key, it->row ? json_incref(it->row) : NULL);
+            store_batch_put_text(sb, it->kind, it->key, it->row ? json_incref(it->row) : NULL,
+                                 it->text ? xstrdup(it->text) : NULL);
         }
     }
     for (size_t i = 0; i < b->ntexts; i++)
@@ -210,50 +219,119 @@ static void send_unavailable(voice_node *n, uint64_t req, const char *method, co
 
 static void kick(durable *d);
 
+/* Publishes the events and sends the replies of the committed batches at the head, in order. */
+static void release(durable *d)
+{
+    voice_node *n = d->n;
+    bool any = false;
+    while (d->head && d->head->committed) {
+        dbatch *b = d->head;
+        for (size_t i = 0; i < b->ntexts; i++) {
+            if (sig_outbox_publish_text(n->outbox, b->first_seq + i, b->texts[i]) != 0)
+                LOG(LOG_ERROR, "event seq %llu out of order: not published",
+                    (unsigned long long)(b->first_seq + i));
+            b->texts[i] = NULL;
+            n->events_emitted++;
+        }
+        for (size_t i = 0; i < b->nreplies; i++)
+            if (b->replies[i].body) send_reply(n, &b->replies[i]);
+        d->head = b->next;
+        if (!d->head) d->tail = NULL;
+        free_batch(d, b);
+        any = true;
+    }
+    if (any && n->ev_head) ev_notify_all(n);
+}
+
 static void on_commit(void *ud, int err)
 {
     durable *d = ud;
-    voice_node *n = d->n;
     dbatch *b = d->head;
+    while (b && !b->inflight) /* the store completes commits in submission order */
+        b = b->next;
+    if (!b) return; /* closing: the batches are gone */
     b->inflight = false;
-    if (!err)
-        metrics_hist_observe(&d->commit_hist, (double)(time_mono_ns() - d->commit_t0_ns) / 1e9);
+    d->ninflight--;
     if (err) {
         LOG(LOG_WARN, "commit of %zu writes and %zu events failed (%s): kept for retry", b->nitems,
             b->ntexts, strerror(-err));
-        return; /* the timer retries once the store is up */
+        d->resend = true;
+        release(d);
+        return; /* the timer (or the next step) retries: no hot loop on a refusal */
     }
-    for (size_t i = 0; i < b->ntexts; i++) {
-        if (sig_outbox_publish_text(n->outbox, b->first_seq + i, b->texts[i]) != 0)
-            LOG(LOG_ERROR, "event seq %llu out of order: not published",
-                (unsigned long long)(b->first_seq + i));
-        b->texts[i] = NULL;
-        n->events_emitted++;
-    }
-    for (size_t i = 0; i < b->nreplies; i++)
-        if (b->replies[i].body) send_reply(n, &b->replies[i]);
-    d->head = b->next;
-    if (!d->head) d->tail = NULL;
-    free_batch(d, b);
-    if (n->ev_head) ev_notify_all(n);
+    metrics_hist_observe(&d->commit_hist, (double)(time_mono_ns() - b->sent_ns) / 1e9);
+    b->committed = true;
+    release(d);
     kick(d);
+}
+
+/* Appends b's items, events and replies to a (b follows a: its writes win), frees b. */
+static void absorb(durable *d, dbatch *a, dbatch *b)
+{
+    for (size_t i = 0; i < b->nitems; i++) {
+        if (a->nitems == a->capitems) {
+            a->capitems = a->capitems ? 2 * a->capitems : 16;
+            a->items = xrealloc(a->items, a->capitems * sizeof *a->items);
+        }
+        a->items[a->nitems++] = b->items[i];
+    }
+    b->nitems = 0; /* moved: still counted in queued_items */
+    if (b->ntexts && !a->ntexts) a->first_seq = b->first_seq;
+    for (size_t i = 0; i < b->ntexts; i++) {
+        if (a->ntexts == a->captexts) {
+            a->captexts = a->captexts ? 2 * a->captexts : 16;
+            a->texts = xrealloc(a->texts, a->captexts * sizeof *a->texts);
+        }
+        a->texts[a->ntexts++] = b->texts[i];
+    }
+    b->ntexts = 0;
+    for (size_t i = 0; i < b->nreplies; i++) {
+        if (a->nreplies == a->capreplies) {
+            a->capreplies = a->capreplies ? 2 * a->capreplies : 8;
+            a->replies = xrealloc(a->replies, a->capreplies * sizeof *a->replies);
+        }
+        a->replies[a->nreplies++] = b->replies[i];
+    }
+    b->nreplies = 0;
+    a->next = b->next;
+    if (d->tail == b) d->tail = a;
+    free_batch(d, b);
 }
 
 static void kick(durable *d)
 {
-    dbatch *b = d->head;
-    if (!b || b->inflight || !store_is_up(d->st)) return;
-    if (b->nitems == 0 && b->ntexts == 0) { /* replies only (a step that wrote nothing) */
-        on_commit(d, 0);
-        return;
+    if (!store_is_up(d->st)) return;
+    if (d->resend) {
+        /* a commit failed: wait until none is in flight, then resend everything not released as
+         * ONE transaction (a batch after the failed one may have committed; its writes are later
+         * and win in the merge, so no row goes back to an older state) */
+        if (d->ninflight) return;
+        dbatch *a = d->head;
+        if (a) {
+            a->committed = false;
+            while (a->next)
+                absorb(d, a, a->next);
+        }
+        d->resend = false;
     }
-    b->inflight = true;
-    d->commit_t0_ns = time_mono_ns();
-    int rc = store_commit(d->st, build(b), on_commit, d);
-    if (rc < 0) {
-        b->inflight = false;
-        LOG(LOG_DEBUG, "commit not started: %s", strerror(-rc));
+    for (dbatch *b = d->head; b && d->ninflight < d->n->cf->commit_pipeline; b = b->next) {
+        if (b->inflight || b->committed) continue;
+        if (b->nitems == 0 && b->ntexts == 0) { /* replies only (a step that wrote nothing) */
+            b->committed = true;
+            continue;
+        }
+        b->inflight = true;
+        b->sent_ns = time_mono_ns();
+        d->ninflight++;
+        int rc = store_commit(d->st, build(b), on_commit, d);
+        if (rc < 0) {
+            b->inflight = false;
+            d->ninflight--;
+            LOG(LOG_DEBUG, "commit not started: %s", strerror(-rc));
+            break;
+        }
     }
+    release(d);
 }
 
 /* ---- the node's hooks
@@ -269,8 +347,9 @@ void durable_take_effects(voice_node *n, sig_effects *fx)
         sig_write *w = &fx->writes[i];
         int kind = sig_to_store_kind(w->kind);
         if (kind < -2) continue;
-        add_item(d, b, kind, w->key, w->row, 0);
+        add_item(d, b, kind, w->key, w->row, w->text, 0);
         w->row = NULL;
+        w->text = NULL;
         n->store_writes++;
     }
     for (size_t i = 0; i < fx->nevents; i++) {
@@ -306,7 +385,7 @@ void durable_take_effects(voice_node *n, sig_effects *fx)
 void durable_ack(voice_node *n, const char *consumer, uint64_t seq)
 {
     durable *d = n->durable;
-    add_item(d, open_batch(d), -2, consumer, NULL, seq);
+    add_item(d, open_batch(d), -2, consumer, NULL, NULL, seq);
     kick(d);
 }
 
@@ -551,6 +630,7 @@ int durable_start(voice_node *n)
     o.request_timeout_ms = n->cf->store_deadline_ms;
     o.reconnect_min_ms = 100;
     o.reconnect_max_ms = 5000;
+    o.pipeline_depth = (int)n->cf->commit_pipeline;
     d->st = store_new(n->loop, &o);
     if (!d->st) {
         json_decref(d->lconsumers);

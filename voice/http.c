@@ -57,6 +57,23 @@ void http_tx_set(struct lws *wsi, http_tx *tx, int status, const char *ctype, ch
         lws_callback_on_writable(wsi);
 }
 
+void http_tx_send_now(struct lws *wsi, http_tx *tx, int status, const char *ctype, char *body,
+                      size_t len)
+{
+    if (tx->direct || lws_send_pipe_choked(wsi)) {
+        http_tx_set(wsi, tx, status, ctype, body, len, false);
+        return;
+    }
+    free(tx->body);
+    tx->body = body;
+    tx->len = len;
+    tx->status = status;
+    tx->ctype = ctype;
+    tx->close_after = false;
+    if (http_tx_write(wsi, tx) < 0)
+        lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+}
+
 void http_tx_error(struct lws *wsi, http_tx *tx, int status, const char *code, const char *msg,
                    bool close_after)
 {
@@ -68,7 +85,19 @@ int http_tx_write(struct lws *wsi, http_tx *tx)
 {
     if (!tx->status) return 0;
     size_t hdr_room = 512;
-    unsigned char *buf = xmalloc(LWS_PRE + hdr_room + tx->len);
+    /* the node's write scratch (both vhosts carry the node): no allocation per reply */
+    struct lws_vhost *vh = lws_get_vhost(wsi);
+    voice_node *n = vh ? lws_get_vhost_user(vh) : NULL;
+    unsigned char *own = NULL, *buf;
+    if (n) {
+        if (LWS_PRE + hdr_room + tx->len > n->wcap) {
+            n->wcap = LWS_PRE + hdr_room + tx->len + 4096;
+            n->wbuf = xrealloc(n->wbuf, n->wcap);
+        }
+        buf = n->wbuf;
+    } else {
+        buf = own = xmalloc(LWS_PRE + hdr_room + tx->len);
+    }
     unsigned char *start = buf + LWS_PRE, *p = start, *end = start + hdr_room - 1;
     char clen[24];
     int rc = -1;
@@ -91,7 +120,7 @@ int http_tx_write(struct lws *wsi, http_tx *tx)
     if (lws_write(wsi, start, total, LWS_WRITE_HTTP_HEADERS) != (int)total) goto out;
     rc = 0;
 out:
-    free(buf);
+    free(own);
     bool close_after = tx->close_after;
     http_tx_clear(tx);
     if (rc < 0 || close_after) return -1;
@@ -295,10 +324,12 @@ static void submit(voice_node *n, struct lws *wsi, rpc_pss *p)
     p->req_id = ++n->next_req;
     hmap_putu(n->pending, p->req_id, wsi);
     p->t0_ns = time_mono_ns();
+    p->in_submit = true;
     if (!durable_admit(n, p->req_id, p->body, p->len)) {
         sig_rpc_submit(n->core, p->req_id, p->body, p->len, time_now_ms());
         node_after_step(n);
     }
+    p->in_submit = false;
     free(p->body);
     p->body = NULL;
     p->len = p->cap = 0;

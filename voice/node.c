@@ -75,7 +75,10 @@ void node_deliver_reply(voice_node *n, uint64_t req, const char *method, int sta
     rpc_pss *h = lws_wsi_user(wsi);
     h->req_id = 0;
     node_count_rpc(n, method, status, (double)(time_mono_ns() - h->t0_ns) / 1e9);
-    http_tx_set(wsi, &h->tx, status, "application/json", body, len, false);
+    if (h->in_submit) /* answered inside its own request's callback (a read, a refusal) */
+        http_tx_set(wsi, &h->tx, status, "application/json", body, len, false);
+    else /* later (a commit, a held join): straight to the socket when it takes it */
+        http_tx_send_now(wsi, &h->tx, status, "application/json", body, len);
 }
 
 static void on_tick(uv_timer_t *t)

@@ -37,6 +37,12 @@ typedef struct http_tx {
 /* Sets the reply (takes `body`) and asks for WRITEABLE. */
 void http_tx_set(struct lws *wsi, http_tx *tx, int status, const char *ctype, char *body,
                  size_t len, bool close_after);
+/* Outside any lws callback of wsi (a reply that waited for its commit; see rpc_pss.in_submit):
+ * writes the reply now when
+ * the socket takes it (no WRITEABLE round through the loop: lws on libuv re-registers the socket
+ * with epoll for every POLLOUT change), else as http_tx_set. Takes `body`. */
+void http_tx_send_now(struct lws *wsi, http_tx *tx, int status, const char *ctype, char *body,
+                      size_t len);
 /* A JSON error reply from sig_error_body(). */
 void http_tx_error(struct lws *wsi, http_tx *tx, int status, const char *code, const char *msg,
                    bool close_after);
@@ -76,6 +82,8 @@ typedef struct rpc_pss {
     int64_t t0_ns;   /* end of the body (the latency histogram's start) */
     http_tx tx;
     bool in_use, is_ws, is_rpc, refused, authed;
+    bool in_submit;    /* inside submit(): lws is in this connection's callback, so a reply made
+                          now must wait for WRITEABLE (http_tx_send_now would free what lws uses) */
     int refuse_status; /* reply sent once the body is drained (401, 404, 405) */
     const char *refuse_code;
     char *body;
@@ -123,7 +131,7 @@ struct voice_node {
     size_t ev_count;
     size_t voice_ws_count;
 
-    /* write scratch for outbox events (LWS_PRE headroom + the event) */
+    /* write scratch for outbox events and HTTP replies (LWS_PRE headroom + the bytes) */
     unsigned char *wbuf;
     size_t wcap;
 

@@ -56,6 +56,15 @@ static void collect(th *t)
         /* a DEL kind is its PUT kind + 1 */
         int put = w->row ? (int)w->kind : (int)w->kind - 1;
         char *dbkey = xasprintf("%d/%s", put, w->key);
+        if (w->text) { /* a row also made as text (what the store writes) must say the same */
+            json_t *parsed = json_loads(w->text, JSON_REJECT_DUPLICATES, NULL);
+            if (!parsed || !json_equal(parsed, w->row)) {
+                fprintf(stderr, "sig_harness: row text of %s differs from its row: %s\n", w->key,
+                        w->text);
+                abort();
+            }
+            json_decref(parsed);
+        }
         if (w->row)
             json_object_set(t->db, dbkey, w->row);
         else

@@ -186,6 +186,8 @@ static void on_closed(void *ud)
     ((ctx *)ud)->closed = true;
 }
 
+static int open_depth; /* store_opts.pipeline_depth of the next open_store (0: default) */
+
 static bool open_store(ctx *x, const char *dbname, const char *node, int pool, int64_t rmax)
 {
     memset(x, 0, sizeof *x);
@@ -196,7 +198,8 @@ static bool open_store(ctx *x, const char *dbname, const char *node, int pool, i
                     .node_id = node,
                     .pool_size = pool,
                     .reconnect_min_ms = 20,
-                    .reconnect_max_ms = rmax};
+                    .reconnect_max_ms = rmax,
+                    .pipeline_depth = open_depth};
     x->s = store_new(&x->loop, &o);
     if (!x->s) return false;
     ready_flag = false;
@@ -470,8 +473,10 @@ TEST(commit_load_round_trip)
     /* the columns beside the JSON */
     CHECK_EQ_INT(scalar("vt_rt", "SELECT version FROM voxd_voice_states WHERE key = 'c1'"), 4);
     CHECK_EQ_INT(scalar("vt_rt", "SELECT exp_ms FROM voxd_nonces WHERE key = 'n1'"), 1000);
+    /* the node's last_seq row is written only where events are pruned (the first batch's ack):
+     * the highest seq then; the load takes the greater of it and the events (5 above) */
     CHECK_EQ_INT(scalar("vt_rt", "SELECT last_seq FROM voxd_node_meta WHERE node_id = 'node-a'"),
-                 5);
+                 3);
 
     /* housekeeping at t=2000: nonce n1 and req-1 expired; acking 4 prunes 2..4 */
     b = store_batch_new();
@@ -486,6 +491,13 @@ TEST(commit_load_round_trip)
     CHECK_EQ_INT(json_object_size(x.rows[STORE_REQUEST]), 1);
     CHECK(json_object_get(x.rows[STORE_REQUEST], "req-2"));
     CHECK_EQ_INT(json_array_size(x.events), 1);
+    CHECK_EQ_INT(x.last_seq, 5);
+    /* every event acked and pruned: the highest seq survives them */
+    b = store_batch_new();
+    store_batch_ack(b, "gw", 5);
+    CHECK_EQ_INT(commit_wait(&x, b, 4), 0);
+    CHECK(load(&x));
+    CHECK_EQ_INT(json_array_size(x.events), 0);
     CHECK_EQ_INT(x.last_seq, 5);
 
     /* another node in the same database sees none of it */
@@ -562,6 +574,42 @@ TEST(commit_order_is_submission_order)
         json_integer_value(json_object_get(json_object_get(x.rows[STORE_CALL], "same"), "n")), 39);
     CHECK_EQ_INT(json_object_size(x.rows[STORE_CALL]), 41);
     CHECK_EQ_INT(x.last_seq, 40);
+    CHECK(close_store(&x));
+}
+
+/* Commits pipelined on one connection (depth 3) complete in submission order; one the server
+ * refuses does not commit, the ones behind it are transactions of their own and do. */
+TEST(pipelined_commits_keep_order)
+{
+    ctx x;
+    CHECK(fresh_db("vt_pipe"));
+    open_depth = 3;
+    CHECK(open_store(&x, "vt_pipe", "n1", 2, 5000));
+    open_depth = 0;
+    for (int i = 0; i < 6; i++) {
+        store_batch *b = store_batch_new();
+        store_batch_put(b, STORE_CALL, "same", json_pack("{s:i}", "n", i));
+        char k[16];
+        snprintf(k, sizeof k, "k%d", i);
+        store_batch_put(b, STORE_CALL, k, json_pack("{s:i}", "n", i));
+        /* batch 1's event is not UTF-8: the server refuses that transaction */
+        store_batch_event(b, (uint64_t)i + 1, i == 1 ? "{\"x\":\"\xff\"}" : "{}");
+        dud[i] = (done_ud){&x, i};
+        CHECK_EQ_INT(store_commit(x.s, b, on_done, &dud[i]), 0);
+    }
+    while (x.ndone < 6)
+        uv_run(&x.loop, UV_RUN_ONCE);
+    for (int i = 0; i < 6; i++) {
+        CHECK_EQ_INT(x.order[i], i);
+        CHECK_EQ_INT(x.done_err[i], i == 1 ? -EIO : 0);
+    }
+    CHECK(store_is_up(x.s));
+    CHECK(load(&x));
+    CHECK_EQ_INT(json_object_size(x.rows[STORE_CALL]), 6); /* same, k0, k2..k5 */
+    CHECK(json_object_get(x.rows[STORE_CALL], "k0") && !json_object_get(x.rows[STORE_CALL], "k1"));
+    CHECK_EQ_INT(
+        json_integer_value(json_object_get(json_object_get(x.rows[STORE_CALL], "same"), "n")), 5);
+    CHECK_EQ_INT(x.last_seq, 6);
     CHECK(close_store(&x));
 }
 
@@ -669,6 +717,7 @@ int main(void)
     RUN(commit_load_round_trip);
     RUN(big_batch);
     RUN(commit_order_is_submission_order);
+    RUN(pipelined_commits_keep_order);
     RUN(reconnects_after_server_restart);
     if (guard_fd >= 0) { /* the guardian stops the cluster now; wait for it */
         close(guard_fd);
