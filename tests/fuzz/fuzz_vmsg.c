@@ -3,9 +3,9 @@
  * connection's state (hello / ready / media, modulo 3), the rest is the message.
  * Invariants checked (abort on violation): the result is 0 or -EPROTO; a refusal carries one of
  * the documented close codes and a reason; an accepted message is an op allowed in that state
- * with every field it promises (Identify's token, Select Protocol's "srtp" and a supported mode,
- * Resume's three strings); decoding is deterministic (a second decode gives the same result);
- * nothing leaks (sig_vmsg_clear releases the parsed message).
+ * with every field it promises (Identify's token, Select Protocol's "srtp" and a supported mode
+ * or "webrtc" and an SDP string, Resume's three strings); decoding is deterministic (a second
+ * decode gives the same result); nothing leaks (sig_vmsg_clear releases the parsed message).
  */
 #include "signalling/sig.h"
 
@@ -54,7 +54,12 @@ static void check_accepted(const sig_vmsg *m, sig_vstate st)
         CHECK_(st == SIG_VSTATE_HELLO && m->token);
         break;
     case SIG_VOP_SELECT_PROTOCOL:
-        CHECK_(st == SIG_VSTATE_READY && m->protocol && strcmp(m->protocol, "srtp") == 0);
+        CHECK_(st == SIG_VSTATE_READY && m->protocol);
+        if (strcmp(m->protocol, "webrtc") == 0) { /* the offer is judged later (media_open) */
+            CHECK_(m->sdp != NULL);
+            break;
+        }
+        CHECK_(strcmp(m->protocol, "srtp") == 0);
         CHECK_(m->mode == RTP_SRTP_AES_CM_128_HMAC_SHA1_80 || m->mode == RTP_SRTP_AEAD_AES_128_GCM);
         break;
     case SIG_VOP_HEARTBEAT:
