@@ -888,7 +888,13 @@ static void stage_stun(rtp_worker *w, pkt_ctx *c)
     if (pt && (ul != RTP_ICE_UFRAG_LEN || memcmp(uf, pt->ufrag, ul) != 0)) pt = NULL;
     if (!pt || wrtc_stun_check(&m, pt->ufrag, NULL, pt->pwd, &why) < 0) {
         w->st.drop_stun++;
-        int code = pt ? wrtc_stun_err_code(why) : (m.username ? 401 : 400);
+        /* no transport by that ufrag: the rules that drop come first, as wrtc_stun_check orders
+         * them (docs/webrtc.md): not a Binding or no FINGERPRINT is not ICE, answered with
+         * nothing; then 400 without credentials, else 401 */
+        int code = pt                                        ? wrtc_stun_err_code(why)
+                   : m.method != 0x001 || !m.has_fingerprint ? 0
+                   : !m.username || !m.integrity_off         ? 400
+                                                             : 401;
         if (!code) return;
         const char *pwd = pt && (code == 420 || code == 487) ? pt->pwd : NULL;
         int n = wrtc_stun_write_error(&m, code, pwd, resp, sizeof resp);
@@ -970,10 +976,26 @@ static void hs_keyed(rtp_worker *w, part *pt)
     hs_stop(w, pt);
 }
 
+/* Whether the datagram frames as DTLS records (RFC 6347 §4.1): each a 13-byte header with a
+ * content type OpenSSL handles (change_cipher_spec, alert, handshake, application_data), version
+ * major 254 and a length inside the datagram, the last ending at its end. Anything else is
+ * garbage, dropped and counted here; OpenSSL would drop it too, but silently. */
+static bool dtls_framed(const uint8_t *p, size_t n)
+{
+    if (!n) return false;
+    for (size_t off = 0; off < n;) {
+        if (n - off < 13) return false;
+        size_t len = (size_t)p[off + 11] << 8 | p[off + 12];
+        if (p[off] < 20 || p[off] > 23 || p[off + 1] != 254 || len > n - off - 13) return false;
+        off += 13 + len;
+    }
+    return true;
+}
+
 static void stage_dtls(rtp_worker *w, pkt_ctx *c)
 {
     part *pt = part_by_addr(w, c->from);
-    if (!pt || !pt->dtls) {
+    if (!pt || !pt->dtls || !dtls_framed(c->buf, (size_t)c->len)) {
         w->st.drop_dtls++;
         return;
     }

@@ -4,7 +4,8 @@
 # Starts one voxd on free loopback ports (secrets in a temp dir, pending-timeout long enough that
 # no benchmark connection is reaped), runs tests/bench/rpc_bench in both modes (update, churn) at a
 # few concurrencies for a few seconds each, prints the table and the node's CPU time per run
-# (from /proc/PID/stat), then stops voxd by its PID. Then the durable signalling benchmark
+# (from /proc/PID/stat), then stops voxd by its PID. Then the webrtc transport's figures
+# (dtls_bench, wrtc_fwd_bench; BENCH_WEBRTC=0 skips them). Then the durable signalling benchmark
 # (scripts/bench_pg.sh: voxd --db vs pgbench on a throwaway fsync-on cluster, DURATION_PG seconds
 # per row; BENCH_PG=0 skips it). Then the relay benchmark (scripts/bench-relay.sh; BENCH_RELAY=0
 # skips it). Bounded: under 6 minutes with the defaults.
@@ -115,6 +116,21 @@ fi
 wait "$VOXD_PID" || code=$?
 VOXD_PID=
 echo "voxd exit code after SIGTERM: $code"
+
+# webrtc transport (issue 5; BENCH_WEBRTC=0 skips it, about 15 s): DTLS-SRTP handshakes per server
+# CPU-second on one core (tests/bench/dtls_bench), and the media worker's CPU per forwarded packet
+# with webrtc participants brought up for real (STUN, DTLS) against srtp ones
+# (tests/bench/wrtc_fwd_bench). Both single-threaded, in-process, no voxd.
+if [ "${BENCH_WEBRTC:-1}" != 0 ]; then
+    echo
+    echo "== webrtc: DTLS-SRTP handshakes per second on one core (server and client in one thread;"
+    echo "   the last column counts the server's CPU only: the node's cost per browser joining)"
+    "$BUILD/tests/bench/dtls_bench" "${DURATION_DTLS:-1}"
+    echo
+    echo "== webrtc vs srtp: media worker CPU per forwarded packet (rtp_worker_inject, one speaker,"
+    echo "   two listeners, one sendmmsg per injected packet; ${DURATION_FWD:-1}s of CPU per case)"
+    "$BUILD/tests/bench/wrtc_fwd_bench" "${DURATION_FWD:-1}"
+fi
 
 if [ "${BENCH_PG:-1}" != 0 ]; then
     BUILD="$BUILD" CONCURRENCY="$CONCURRENCY" CONNS="$CONNS" INMEM_FILE="$TMP/inmem.txt" \

@@ -5,7 +5,7 @@
  * exchange (ECDHE P-256, ECDSA P-256 certificates both ways, client certificate verified against
  * its fingerprint), key export on both sides, both freed. Prints the total rate (both sides on one
  * core) and the server's share: CPU time spent inside the wrtc_dtls_* calls, as handshakes per
- * server CPU-second. Not part of `make bench` yet.
+ * server CPU-second. Run by `make bench` (scripts/bench.sh, 1 s; BENCH_WEBRTC=0 skips it).
  *
  *   build/tests/bench/dtls_bench [seconds]   (default 3)
  */
