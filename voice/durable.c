@@ -382,6 +382,24 @@ void durable_take_effects(voice_node *n, sig_effects *fx)
     kick(d);
 }
 
+bool durable_after_commit(voice_node *n, uint64_t req)
+{
+    durable *d = n->durable;
+    dbatch *b = d->tail; /* the newest batch: released after every change taken before */
+    if (!b) return false;
+    if (b->nreplies == b->capreplies) {
+        b->capreplies = b->capreplies ? 2 * b->capreplies : 8;
+        b->replies = xrealloc(b->replies, b->capreplies * sizeof *b->replies);
+    }
+    b->replies[b->nreplies++] = (dreply){.req = req,
+                                         .status = 200,
+                                         .method = "voice.identify",
+                                         .body = xstrdup("{}"),
+                                         .len = 2,
+                                         .at_ms = time_now_ms()};
+    return true;
+}
+
 void durable_ack(voice_node *n, const char *consumer, uint64_t seq)
 {
     durable *d = n->durable;

@@ -64,11 +64,41 @@ void node_after_step(voice_node *n)
     arm_tick(n);
 }
 
+typedef struct waiter {
+    node_commit_cb cb;
+    void *arg;
+} waiter;
+
+uint64_t node_after_commit(voice_node *n, node_commit_cb cb, void *arg)
+{
+    uint64_t req = ++n->next_req;
+    if (!n->durable || !durable_after_commit(n, req)) {
+        cb(arg, 200);
+        return 0;
+    }
+    waiter *w = xmalloc(sizeof *w);
+    *w = (waiter){cb, arg};
+    hmap_putu(n->waiters, req, w);
+    return req;
+}
+
+void node_after_commit_cancel(voice_node *n, uint64_t handle)
+{
+    if (handle) free(hmap_delu(n->waiters, handle));
+}
+
 void node_deliver_reply(voice_node *n, uint64_t req, const char *method, int status, char *body,
                         size_t len)
 {
     struct lws *wsi = hmap_delu(n->pending, req);
     if (!wsi) {
+        waiter *w = hmap_delu(n->waiters, req);
+        if (w) {
+            free(body);
+            w->cb(w->arg, status);
+            free(w);
+            return;
+        }
         if (!devsite_reply(n, req, status, body, len)) free(body); /* its client went away */
         return;
     }
@@ -372,6 +402,7 @@ voice_node *voice_node_new(uv_loop_t *loop, const conf *cf)
     n->pending = hmap_new();
     n->dev_pending = hmap_new();
     n->dev_names = hmap_new();
+    n->waiters = hmap_new();
     n->rpc_stats = hmap_new();
     SHA256(cf->rpc_secret, cf->rpc_secret_len, n->rpc_secret_hash);
 
@@ -477,6 +508,11 @@ void voice_node_free(voice_node *n)
     hmap_free(n->pending);
     media_free(n);
     devsite_free(n);
+    size_t wit = 0;
+    void *wv;
+    while (hmap_next(n->waiters, &wit, NULL, NULL, &wv))
+        free(wv);
+    hmap_free(n->waiters);
     sig_outbox_free(n->outbox);
     sig_core_free(n->core);
     free(n->wbuf);

@@ -139,6 +139,7 @@ struct voice_node {
     media *media;      /* the media workers and sessions */
     hmap *dev_pending; /* --dev: grant request id -> devsite's request */
     hmap *dev_names;   /* --dev: user id -> name */
+    hmap *waiters;     /* node_after_commit: request id -> its callback */
     uint64_t next_seq; /* durable: seq of the next event to number */
     int64_t stop_deadline_ms;
     int64_t drain_until_ms; /* shutdown: voice WebSockets get their 4015 until then */
@@ -157,6 +158,13 @@ void node_after_step(struct voice_node *n);
 /* Routes a reply of the core to whoever asked (an /rpc request, a dev grant); takes `body`. */
 void node_deliver_reply(struct voice_node *n, uint64_t req, const char *method, int status,
                         char *body, size_t len);
+/* Calls cb(arg, 200) once everything the core produced so far is committed — at once (returning 0)
+ * without a database or with nothing queued — or cb(arg, 503) when that commit could not be done
+ * within --store-deadline (the change stays queued, D17). The handle cancels it (the caller went
+ * away); cb is never called after a cancel. */
+typedef void (*node_commit_cb)(void *arg, int status);
+uint64_t node_after_commit(struct voice_node *n, node_commit_cb cb, void *arg);
+void node_after_commit_cancel(struct voice_node *n, uint64_t handle);
 /* Counts an RPC reply for /metrics. */
 void node_count_rpc(struct voice_node *n, const char *method, int status, double seconds);
 /* Renders /metrics; caller frees buf. */
@@ -180,6 +188,9 @@ void durable_ack(struct voice_node *n, const char *consumer, uint64_t seq);
 /* Parks a state-changing request while the store is down (true: parked or refused). */
 bool durable_admit(struct voice_node *n, uint64_t req, const char *body, size_t len);
 void durable_cancel(struct voice_node *n, uint64_t req);
+/* Queues a pseudo-reply `req` behind everything taken so far (node_after_commit). false when
+ * nothing is waiting for a commit. */
+bool durable_after_commit(struct voice_node *n, uint64_t req);
 bool durable_loaded(const struct voice_node *n); /* true without a database */
 bool durable_up(const struct voice_node *n);     /* loaded and the database reachable */
 bool durable_idle(const struct voice_node *n);   /* nothing waiting to be committed */

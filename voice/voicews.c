@@ -49,6 +49,8 @@ struct vw_pss {
     int qhead, qn, qcap;
     int end_code;     /* vw_end(): close after the queue */
     bool client_left; /* the client closed with 1000: it left (D27) */
+    bool ready_wait;  /* identified; Ready waits for the token's use to be committed */
+    uint64_t ready_req;
     char end_reason[124];
     size_t rx_len;
     char *rx; /* VW_RX_MAX, allocated on connect */
@@ -145,6 +147,23 @@ static int redeem_failure(vw_pss *p, int rc)
 }
 
 /* The message was decoded and validated by sig_vmsg_decode(): from here on, only actions. */
+static void on_token_committed(void *arg, int status)
+{
+    vw_pss *p = arg;
+    p->ready_wait = false;
+    p->ready_req = 0;
+    if (status != 200) {
+        vw_end(p, 4017, "try again later: the node cannot store the token's use (get a new grant)");
+        return;
+    }
+    char uid[21];
+    LOGC(LOG_INFO, "voice", "identified connection_id=%s user_id=%s room=%s", p->id.connection_id,
+         snowflake_fmt(p->id.user_id, uid), p->id.room);
+    vw_send_json(p, json_pack("{s:i,s:{s:s,s:s,s:s,s:s}}", "op", 2, "d", "connection_id",
+                              p->id.connection_id, "user_id", uid, "session_id", p->id.session_id,
+                              "resume_token", p->resume_token));
+}
+
 static int on_identify(vw_pss *p, const sig_vmsg *m)
 {
     voice_node *n = p->n;
@@ -155,17 +174,17 @@ static int on_identify(vw_pss *p, const sig_vmsg *m)
     unsigned char rnd[16];
     if (RAND_bytes(rnd, sizeof rnd) != 1) return vw_close(p, 1011, "internal error");
     b64url_encode(rnd, sizeof rnd, p->resume_token);
-    char uid[21];
-    LOGC(LOG_INFO, "voice", "identified connection_id=%s user_id=%s room=%s", p->id.connection_id,
-         snowflake_fmt(p->id.user_id, uid), p->id.room);
-    return send_json(p, json_pack("{s:i,s:{s:s,s:s,s:s,s:s}}", "op", 2, "d", "connection_id",
-                                  p->id.connection_id, "user_id", uid, "session_id",
-                                  p->id.session_id, "resume_token", p->resume_token));
+    /* Ready only once the token's use is committed: a crash before that must not let the token
+     * be redeemed again (with a database; at once without one) */
+    p->ready_wait = true;
+    p->ready_req = node_after_commit(n, on_token_committed, p);
+    return 0;
 }
 
 static int on_select_protocol(vw_pss *p, const sig_vmsg *m)
 {
     const char *why = NULL;
+    if (p->ready_wait) return vw_close(p, 4003, "not authenticated: wait for Ready");
     bool webrtc = strcmp(m->protocol, "webrtc") == 0;
     int rc = media_open(p->n, p, &p->id, p->resume_token, m->mode, webrtc ? m->sdp : NULL, &p->sess,
                         &why);
@@ -257,6 +276,8 @@ static int vw_writeable(vw_pss *p)
 static void vw_free(vw_pss *p)
 {
     if (!p->ws) return;
+    if (p->ready_wait) node_after_commit_cancel(p->n, p->ready_req);
+    p->ready_wait = false;
     if (p->sess) media_ws_closed(p->n, p->sess, p->client_left);
     p->sess = NULL;
     for (int i = 0; i < p->qn; i++)

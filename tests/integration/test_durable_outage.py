@@ -162,6 +162,12 @@ def _():
     acked.append(("setup-%s" % u, "voice.connect", p, {"result": r}))
     apply_vs(r["voice_state"])
     S["main_conn"] = r["voice_state"]["connection_id"]
+    u = snowflake()
+    p = {"guild_id": G, "channel_id": CH, "user_id": u, "session_id": "s-%s" % u}
+    r = node.rpc_ok("voice.connect", p, request_id="setup-%s" % u)
+    acked.append(("setup-%s" % u, "voice.connect", p, {"result": r}))
+    apply_vs(r["voice_state"])
+    S["grant"] = r["voice_server"]["token"]
 
 
 reader = Reader()
@@ -216,6 +222,19 @@ def _():
            "voice.update during the outage -> %s %s" % (st, body))
     expect(DEADLINE_S - 0.1 <= dt <= DEADLINE_S + 1.0,
            "503 after %.2fs (--store-deadline %.1fs)" % (dt, DEADLINE_S))
+
+
+@case("during the outage: Identify gets no Ready (the token's use is not committed): 4017 after "
+      "about the deadline")
+def _():
+    vc = node.voice()
+    t = time.monotonic()
+    m = vc.identify(S["grant"], timeout=DEADLINE_S + 3)
+    dt = time.monotonic() - t
+    vc.close()
+    expect(isinstance(m, tuple) and m[0] == "close" and m[1] == 4017,
+           "Identify during the outage -> %r (expected no Ready, close 4017)" % (m,))
+    expect(DEADLINE_S - 0.1 <= dt <= DEADLINE_S + 1.5, "closed after %.2fs" % dt)
 
 
 time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - t_crash)))  # the outage lasts a while
