@@ -516,13 +516,13 @@ size_t rtp_worker_events(rtp_worker *w, rtp_worker_event *out, size_t cap);
  * never torn, but the copy is not a consistent snapshot across fields (fine for metrics). */
 typedef struct rtp_worker_stats {
     uint64_t rx_datagrams, rx_bytes, rx_batches; /* recvmmsg: datagrams, bytes, calls */
-    uint64_t drop_not_rtp;      /* ZRTP, TURN channel data, unknown first byte */
-    uint64_t drop_unknown_ssrc; /* RTP or RTCP from an SSRC of no participant */
-    uint64_t drop_auth;         /* srtp_unprotect refused (auth, replay, anything else) */
-    uint64_t drop_rtcp_auth;    /* srtp_unprotect_rtcp refused */
-    uint64_t drop_too_short;    /* RTCP under 8 bytes, RTP under 12 */
-    uint64_t drop_oversize;     /* over 1,500 bytes (truncated by recvmmsg) */
-    uint64_t drop_parse;        /* rtp_parse refused the unprotected packet */
+    uint64_t drop_not_rtp;                       /* ZRTP, TURN channel data, unknown first byte */
+    uint64_t drop_unknown_ssrc;                  /* RTP or RTCP from an SSRC of no participant */
+    uint64_t drop_auth;      /* srtp_unprotect refused (auth, replay, anything else) */
+    uint64_t drop_rtcp_auth; /* srtp_unprotect_rtcp refused */
+    uint64_t drop_too_short; /* RTCP under 8 bytes, RTP under 12 */
+    uint64_t drop_oversize;  /* over 1,500 bytes (truncated by recvmmsg) */
+    uint64_t drop_parse;     /* rtp_parse refused the unprotected packet */
     uint64_t drop_room[RTP_ROOM_DROP_COUNT_]; /* by rtp_room_drop (index 0 unused) */
     uint64_t rtcp_ok;                         /* authenticated RTCP (liveness), then dropped */
     uint64_t rtp_ok;                          /* authenticated RTP */

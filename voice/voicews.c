@@ -106,8 +106,12 @@ void vw_end(vw_pss *p, int code, const char *reason)
 
 void vw_send_json(vw_pss *p, json_t *j)
 {
-    char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+    char *s = j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
     json_decref(j);
+    if (!s) { /* a json_pack that failed is a bug: never queue NULL */
+        vw_end(p, 1011, "internal error");
+        return;
+    }
     if (vw_send(p, s) < 0) vw_end(p, 4008, "rate limited: send queue full");
 }
 
@@ -118,8 +122,9 @@ void vw_detach(vw_pss *p)
 
 static int send_json(vw_pss *p, json_t *j)
 {
-    char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+    char *s = j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
     json_decref(j);
+    if (!s) return vw_close(p, 1011, "internal error"); /* a failed json_pack: never queue NULL */
     if (vw_send(p, s) < 0) return vw_close(p, 4008, "rate limited: send queue full");
     return 0;
 }
@@ -157,8 +162,9 @@ static void on_token_committed(void *arg, int status)
         return;
     }
     char uid[21];
+    snowflake_fmt(p->id.user_id, uid); /* not inside LOGC: its arguments may not be evaluated */
     LOGC(LOG_INFO, "voice", "identified connection_id=%s user_id=%s room=%s", p->id.connection_id,
-         snowflake_fmt(p->id.user_id, uid), p->id.room);
+         uid, p->id.room);
     vw_send_json(p, json_pack("{s:i,s:{s:s,s:s,s:s,s:s}}", "op", 2, "d", "connection_id",
                               p->id.connection_id, "user_id", uid, "session_id", p->id.session_id,
                               "resume_token", p->resume_token));
