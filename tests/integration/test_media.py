@@ -284,7 +284,7 @@ def _():
     expect(ra == 0 and rb == 0 and pa["close"] is None, "exit %r %r close %r events %r" % (
         ra, rb, pa["close"], pa["events"]))
     evs = [e["ev"] for e in pa["events"]]
-    expect("reconnect (resume)" in evs and "resumed" in evs and cut.accepted == 2,
+    expect("reconnect (resume)" in evs and "resumed" in evs and cut.accepted >= 2,
            "events %r, %d connections" % (evs, cut.accepted))
     expect_hears(users[0], 440, pa, {users[1]: 880}, "resumed")
     expect_hears(users[1], 880, pb, {users[0]: 440}, "peer of the resumed")
