@@ -140,6 +140,10 @@ int vc_net_new(void *loop, vc_net **out)
     ci.port = CONTEXT_PORT_NO_LISTEN;
     ci.protocols = protocols;
     ci.user = n;
+    /* a connection or handshake that hangs (a half-dead proxy, a stuck node) is given up after
+     * 5 s — then resumed (--resume) or reported — instead of lws's 20 s default */
+    ci.timeout_secs = 5;
+    ci.connect_timeout_secs = 5;
     n->lws = lws_create_context(&ci);
     if (!n->lws) {
         LOG(LOG_ERROR, "cannot create the libwebsockets context (libwebsockets-evlib-uv?)");

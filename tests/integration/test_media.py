@@ -248,13 +248,14 @@ class Cutter:
                 pass
 
     def cut(self):
-        for c, u in self.pairs:
+        """Cuts what is carried now; a reconnect racing with the cut is not touched."""
+        pairs, self.pairs = self.pairs, []
+        for c, u in pairs:
             for s in (c, u):
                 try:
                     s.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
-        self.pairs = []
 
     def stop(self):
         try:
