@@ -57,8 +57,8 @@ stop_relay() {
 cleanup() { stop_relay; rm -rf "$TMP"; }
 trap cleanup EXIT
 
-free_port() {
-    /usr/bin/python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+free_port() { # free_port [tcp]: a port free on 127.0.0.1 now (UDP unless told)
+    /usr/bin/python3 -c 'import socket, sys; s=socket.socket(socket.AF_INET, socket.SOCK_STREAM if sys.argv[1:] == ["tcp"] else socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' "$@"
 }
 
 HAVE_RTPENGINE=1
@@ -107,26 +107,32 @@ EOF
 }
 
 # start_voxd: a fresh in-memory node, one media worker on an ephemeral port, secrets in $TMP,
-# joins kept pending long enough for any setup; sets RELAY_PID, RPC_PORT
+# joins kept pending long enough for any setup; sets RELAY_PID, RPC_PORT. A probed free port may
+# be taken before voxd binds it (the generator's own connections use the same ephemeral range):
+# up to 3 attempts with new ports.
 start_voxd() {
     printf 'bench-relay-rpc-secret-%s' "$RANDOM$RANDOM" >"$TMP/rpc.secret"
     printf 'bench-relay-token-secret-%s' "$RANDOM$RANDOM" >"$TMP/token.secret"
     chmod 600 "$TMP/rpc.secret" "$TMP/token.secret"
-    RPC_PORT=$(free_port)
-    local vport
-    vport=$(free_port)
-    "$VOXD" --rpc-listen "127.0.0.1:$RPC_PORT" --voice-listen "127.0.0.1:$vport" --workers 1 \
-        --media-port-base 0 --rpc-secret-file "$TMP/rpc.secret" \
-        --token-secret-file "$TMP/token.secret" --pending-timeout 600s --log-level warn \
-        >"$TMP/voxd.log" 2>&1 &
-    RELAY_PID=$!
-    for _ in $(seq 100); do
-        if /usr/bin/python3 - "$RPC_PORT" <<'EOF' 2>/dev/null; then return 0; fi
+    local vport attempt
+    for attempt in 1 2 3; do
+        RPC_PORT=$(free_port tcp)
+        vport=$(free_port tcp)
+        "$VOXD" --rpc-listen "127.0.0.1:$RPC_PORT" --voice-listen "127.0.0.1:$vport" --workers 1 \
+            --media-port-base 0 --rpc-secret-file "$TMP/rpc.secret" \
+            --token-secret-file "$TMP/token.secret" --pending-timeout 600s --log-level warn \
+            >"$TMP/voxd.log" 2>&1 &
+        RELAY_PID=$!
+        for _ in $(seq 100); do
+            if /usr/bin/python3 - "$RPC_PORT" <<'EOF' 2>/dev/null; then return 0; fi
 import sys, urllib.request
 sys.exit(0 if urllib.request.urlopen("http://127.0.0.1:%s/healthz" % sys.argv[1], timeout=0.5).status == 200 else 1)
 EOF
-        kill -0 "$RELAY_PID" 2>/dev/null || { tail -n5 "$TMP/voxd.log" >&2; return 1; }
-        sleep 0.1
+            kill -0 "$RELAY_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        stop_relay
+        echo "   (voxd did not start, attempt $attempt: $(tail -n1 "$TMP/voxd.log"))" >&2
     done
     return 1
 }
