@@ -106,10 +106,6 @@ void vw_send_json(vw_pss *p, json_t *j)
 {
     char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
     json_decref(j);
-    if (!s) {
-        vw_end(p, 1011, "internal error"); /* a failed json_pack: never queue NULL */
-        return;
-    }
     if (vw_send(p, s) < 0) vw_end(p, 4008, "rate limited: send queue full");
 }
 
@@ -122,7 +118,6 @@ static int send_json(vw_pss *p, json_t *j)
 {
     char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
     json_decref(j);
-    if (!s) return vw_close(p, 1011, "internal error"); /* a failed json_pack: never queue NULL */
     if (vw_send(p, s) < 0) return vw_close(p, 4008, "rate limited: send queue full");
     return 0;
 }
@@ -161,9 +156,8 @@ static int on_identify(vw_pss *p, const sig_vmsg *m)
     if (RAND_bytes(rnd, sizeof rnd) != 1) return vw_close(p, 1011, "internal error");
     b64url_encode(rnd, sizeof rnd, p->resume_token);
     char uid[21];
-    snowflake_fmt(p->id.user_id, uid); /* not inside LOGC: its arguments are skipped below info */
     LOGC(LOG_INFO, "voice", "identified connection_id=%s user_id=%s room=%s", p->id.connection_id,
-         uid, p->id.room);
+         snowflake_fmt(p->id.user_id, uid), p->id.room);
     return send_json(p, json_pack("{s:i,s:{s:s,s:s,s:s,s:s}}", "op", 2, "d", "connection_id",
                                   p->id.connection_id, "user_id", uid, "session_id",
                                   p->id.session_id, "resume_token", p->resume_token));
