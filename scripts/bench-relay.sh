@@ -3,16 +3,18 @@
 # scripts/bench.sh unless BENCH_RELAY=0). Figures are printed, never pass/fail.
 #
 # One load generator (build/tests/bench/relay_gen) drives, on loopback, in the same run:
+#   voxd     the node itself: a fresh in-memory node per run (--workers 1, --media-port-base 0),
+#            every participant joined through voice.connect + the voice WebSocket
+#            (tests/bench/relay/gen_voxd.c), kept heartbeated; its CPU is its media worker thread
+#            ("voxd-media-0") alone, not the signalling loop
 #   worker   voxd's media worker alone (build/tests/bench/worker_relay: rtp_worker, one thread,
-#            static keys) — voxd's relay core until the node's srtp transport lands
-#   voxd     the node itself (--workers 1) through RPC + voice WebSocket: not run yet —
-#            relay_gen's voxd setup (tests/bench/relay/gen_voxd.c) is still a stub
+#            static keys, no signalling): the relay core without the node around it (a–c only)
 #   ceiling  the simplest batched SRTP relay (build/tests/bench/ceiling_relay)
 #   rtpengine  Debian's rtpengine 10.5, userspace (--table=-1), one worker thread, SDES keys
 #            generated per leg so it decrypts and re-encrypts (1:1 calls only: it has no rooms)
 # Scenarios: (a) 1:1 calls, both talking; (b) rooms of 10, one speaker each; (c) one room of 500
-# listeners + 3 speakers; (d) rooms of 10, 1 speaker, participants doubled until the relay uses
-# 80 % of a core (or loss, or the cap). Each relay process is started for one run and stopped by
+# listeners + 3 speakers; (d) voxd with rooms of 10, 1 speaker, participants doubled until its
+# media worker uses 80 % of a core (or loss, or the cap). Each relay process is started for one run and stopped by
 # its PID. RUNS runs per cell; the run with the median out-packets per relay CPU-second is shown.
 #
 # Needs: rtpengine-daemon (scripts/install-bench-deps.sh, run here; its absence skips the
@@ -55,17 +57,18 @@ stop_relay() {
 cleanup() { stop_relay; rm -rf "$TMP"; }
 trap cleanup EXIT
 
-free_port() {
-    /usr/bin/python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+free_port() { # free_port [tcp]: a port free on 127.0.0.1 now (UDP unless told)
+    /usr/bin/python3 -c 'import socket, sys; s=socket.socket(socket.AF_INET, socket.SOCK_STREAM if sys.argv[1:] == ["tcp"] else socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' "$@"
 }
 
 HAVE_RTPENGINE=1
 if ! ./scripts/install-bench-deps.sh >"$TMP/install.log" 2>&1 || ! command -v rtpengine >/dev/null; then
     HAVE_RTPENGINE=0
 fi
-HAVE_VOXD_MEDIA=0
-VOXD_HELP=$("$VOXD" --help 2>&1 || true)
-case $VOXD_HELP in *--media-port-base*) HAVE_VOXD_MEDIA=1 ;; esac
+HAVE_VOXD=0
+[ -x "$VOXD" ] && HAVE_VOXD=1
+# the voxd rows hold one WebSocket per participant on each side: raise the soft fd limit
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 # start_static BIN N R: a static-topology relay; sets RELAY_PID, RELAY_PORT, RSS_BASE
 start_static() {
@@ -103,6 +106,37 @@ EOF
     return 1
 }
 
+# start_voxd: a fresh in-memory node, one media worker on an ephemeral port, secrets in $TMP,
+# joins kept pending long enough for any setup; sets RELAY_PID, RPC_PORT. A probed free port may
+# be taken before voxd binds it (the generator's own connections use the same ephemeral range):
+# up to 3 attempts with new ports.
+start_voxd() {
+    printf 'bench-relay-rpc-secret-%s' "$RANDOM$RANDOM" >"$TMP/rpc.secret"
+    printf 'bench-relay-token-secret-%s' "$RANDOM$RANDOM" >"$TMP/token.secret"
+    chmod 600 "$TMP/rpc.secret" "$TMP/token.secret"
+    local vport attempt
+    for attempt in 1 2 3; do
+        RPC_PORT=$(free_port tcp)
+        vport=$(free_port tcp)
+        "$VOXD" --rpc-listen "127.0.0.1:$RPC_PORT" --voice-listen "127.0.0.1:$vport" --workers 1 \
+            --media-port-base 0 --rpc-secret-file "$TMP/rpc.secret" \
+            --token-secret-file "$TMP/token.secret" --pending-timeout 600s --log-level warn \
+            >"$TMP/voxd.log" 2>&1 &
+        RELAY_PID=$!
+        for _ in $(seq 100); do
+            if /usr/bin/python3 - "$RPC_PORT" <<'EOF' 2>/dev/null; then return 0; fi
+import sys, urllib.request
+sys.exit(0 if urllib.request.urlopen("http://127.0.0.1:%s/healthz" % sys.argv[1], timeout=0.5).status == 200 else 1)
+EOF
+            kill -0 "$RELAY_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        stop_relay
+        echo "   (voxd did not start, attempt $attempt: $(tail -n1 "$TMP/voxd.log"))" >&2
+    done
+    return 1
+}
+
 # one_run SCENARIO RELAY N R K: appends "SCENARIO RELAY <RESULT line>" to $TMP/runs
 one_run() {
     local sc=$1 relay=$2 n=$3 r=$4 k=$5 args=()
@@ -113,6 +147,9 @@ one_run() {
         args=(--mode static --relay "127.0.0.1:$RELAY_PORT" --rss-base-kb "$RSS_BASE") ;;
     rtpengine) start_rtpengine || return 1
         args=(--mode rtpengine --ng "127.0.0.1:$NG_PORT") ;;
+    voxd) start_voxd || return 1
+        args=(--mode voxd --rpc "127.0.0.1:$RPC_PORT" --secret-file "$TMP/rpc.secret"
+            --relay-threads voxd-media) ;;
     *) return 1 ;;
     esac
     local line
@@ -121,6 +158,9 @@ one_run() {
         echo "$sc $relay $line" >>"$TMP/runs"
     else
         echo "   ($relay $sc: relay_gen failed: $(tail -n1 "$TMP/gen.err"))"
+    fi
+    if [ "$relay" = voxd ] && ! kill -0 "$RELAY_PID" 2>/dev/null; then
+        echo "   (voxd $sc: the node died: $(tail -n1 "$TMP/voxd.log"))"
     fi
     stop_relay
 }
@@ -146,32 +186,37 @@ echo "   extensions), ${SECS}s window after ${WARMUP}s warm-up, $RUNS run(s) per
 echo "   machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -n1); generator and relay share them"
 [ "$HAVE_RTPENGINE" = 1 ] && echo "   rtpengine: $(rtpengine --version 2>&1 | head -n1)" ||
     echo "   rtpengine: not available (scripts/install-bench-deps.sh failed: see its output); its rows are skipped"
-if [ "$HAVE_VOXD_MEDIA" = 1 ]; then
-    echo "   voxd: has the srtp transport, but relay_gen's voxd setup is not written yet; 'worker' rows are voxd's relay core (rtp_worker)"
+if [ "$HAVE_VOXD" = 1 ]; then
+    echo "   voxd: the node (--workers 1) joined over RPC + voice WebSocket; relay CPU = its media worker thread only"
 else
-    echo "   voxd: this build has no srtp transport; 'worker' rows are voxd's relay core (rtp_worker)"
+    echo "   voxd: $VOXD is missing; its rows are skipped"
 fi
+echo "   worker: voxd's rtp_worker alone with a static topology (no signalling)"
 : >"$TMP/rows"
 
+[ "$HAVE_VOXD" = 1 ] && cell a voxd "$PARTS" 2 2
 cell a worker "$PARTS" 2 2
 cell a ceiling "$PARTS" 2 2
 [ "$HAVE_RTPENGINE" = 1 ] && cell a rtpengine "$PARTS" 2 2
+[ "$HAVE_VOXD" = 1 ] && cell b voxd "$PARTS" 10 1
 cell b worker "$PARTS" 10 1
 cell b ceiling "$PARTS" 10 1
+[ "$HAVE_VOXD" = 1 ] && cell c voxd "$ROOM_C" "$ROOM_C" 3
 cell c worker "$ROOM_C" "$ROOM_C" 3
 cell c ceiling "$ROOM_C" "$ROOM_C" 3
 
-# (d) ramp: rooms of 10, one speaker; double until 80 % of a core, loss > 0.5 % or the cap
+# (d) ramp, voxd: rooms of 10, one speaker; double until 80 % of its media worker's core, loss
+# >= 0.5 % or the cap (one run per step)
 n=$RAMP_START
 d_best=
-while [ "$n" -le "$RAMP_MAX" ]; do
+while [ "$HAVE_VOXD" = 1 ] && [ "$n" -le "$RAMP_MAX" ]; do
     : >"$TMP/runs"
-    one_run "d$n" worker "$n" 10 1 || true
+    one_run "d$n" voxd "$n" 10 1 || true
     [ -s "$TMP/runs" ] || break
     cat "$TMP/runs" >>"$TMP/rows"
-    cpu=$(get "d$n" worker relay_cpu_pct)
-    loss=$(get "d$n" worker loss_pct)
-    echo "   d   worker    participants=$n relay_cpu_pct=$cpu loss_pct=$loss out_pps_per_cpu=$(get "d$n" worker out_pps_per_cpu) gen_cpu_pct=$(get "d$n" worker gen_cpu_pct)"
+    cpu=$(get "d$n" voxd relay_cpu_pct)
+    loss=$(get "d$n" voxd loss_pct)
+    echo "   d   voxd      participants=$n relay_cpu_pct=$cpu loss_pct=$loss out_pps_per_cpu=$(get "d$n" voxd out_pps_per_cpu) mem_per_part_kib=$(get "d$n" voxd mem_per_part_kib) gen_cpu_pct=$(get "d$n" voxd gen_cpu_pct)"
     if awk -v c="$cpu" -v l="$loss" 'BEGIN { exit !(c <= 80 && l < 0.5) }'; then d_best=$n; fi
     awk -v c="$cpu" -v l="$loss" 'BEGIN { exit !(c >= 80 || l >= 0.5) }' && break
     n=$((n * 2))
@@ -195,16 +240,21 @@ ratio() { # ratio LABEL S1 R1 S2 R2
     fi
 }
 echo "== ratios (out-packets per relay CPU-second)"
-ratio "(a) worker / rtpengine  (floor 2, target —)" a worker a rtpengine
-ratio "(b) worker / rtpengine (a)  (floor 3)" b worker a rtpengine
-ratio "(c) worker / rtpengine (a)  (floor 3)" c worker a rtpengine
-ratio "(a) worker / ceiling fan-out 1  (target 0.8)" a worker a ceiling
-ratio "(b) worker / ceiling fan-out 9  (target 0.8)" b worker b ceiling
-ratio "(c) worker / ceiling fan-out 502" c worker c ceiling
+ratio "(a) voxd / rtpengine  (floor 2)" a voxd a rtpengine
+ratio "(b) voxd rooms / rtpengine 1:1 (a)  (floor 3)" b voxd a rtpengine
+ratio "(c) voxd / rtpengine 1:1 (a)" c voxd a rtpengine
+ratio "(a) voxd / ceiling fan-out 1  (target 0.8)" a voxd a ceiling
+ratio "(b) voxd / ceiling fan-out 9  (target 0.8)" b voxd b ceiling
+ratio "(c) voxd / ceiling fan-out 502" c voxd c ceiling
+ratio "(a) voxd / worker alone" a voxd a worker
+ratio "(b) voxd / worker alone" b voxd b worker
+ratio "(c) voxd / worker alone" c voxd c worker
+ratio "(a) worker / rtpengine" a worker a rtpengine
 ratio "(a) ceiling / rtpengine" a ceiling a rtpengine
 if [ -n "$d_best" ]; then
-    echo "   (d) most participants seen at <= 80 % of one relay core without loss: $d_best (rooms of 10, 1 speaker)"
-else
-    echo "   (d) no ramp step stayed under 80 % of a core without loss"
+    echo "   (d) voxd: most participants seen at <= 80 % of its media worker's core without loss: $d_best (rooms of 10, 1 speaker); KiB per participant there: $(get "d$d_best" voxd mem_per_part_kib)"
+elif [ "$HAVE_VOXD" = 1 ]; then
+    echo "   (d) voxd: no ramp step stayed under 80 % of a core without loss"
 fi
+echo "   voxd's KiB/part is the whole node's RSS delta (signalling, WebSockets, media) / participants"
 echo "   note: when gen% nears 100 the generator, not the relay, limits the offered load"

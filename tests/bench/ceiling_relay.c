@@ -137,6 +137,9 @@ int main(int argc, char **argv)
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
     if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big) != 0)
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+    /* as rtp_worker's socket: DF without local fragmentation, so no per-datagram IPv4 ID */
+    int pmtu = IP_PMTUDISC_PROBE;
+    setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof pmtu);
     if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
         getsockname(fd, (struct sockaddr *)&a, &al) != 0) {
         perror("ceiling_relay: bind");

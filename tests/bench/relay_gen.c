@@ -4,8 +4,10 @@
  * meaningless (nothing delivered, or packets that do not decrypt with the keys the relay gave).
  *
  *   relay_gen --mode static|rtpengine|voxd --participants N --room-size R --speakers K
- *             --seconds D [--warmup W] [--relay-pid PID] [--relay 127.0.0.1:P | --ng 127.0.0.1:P |
- *             --rpc 127.0.0.1:P --secret-file F] [--rss-base-kb K] [--label TEXT]
+ *             --seconds D [--warmup W] [--relay-pid PID [--relay-threads PREFIX]]
+ *             [--relay 127.0.0.1:P | --ng 127.0.0.1:P |
+ *              --rpc 127.0.0.1:P --secret-file F [--guild ID | --guild-per-room]]
+ *             [--rss-base-kb K] [--label TEXT]
  *
  * How it works. Participant i is in room i / R and speaks when i % R < K. Every participant has
  * its own source address — 127.1.0.1 + i, on loopback, with one UDP port shared by all — so a
@@ -24,7 +26,9 @@
  * measured window counts them and adds their latency (kernel receive time minus send time).
  *
  * Measured window: after --warmup seconds, --seconds long. Before and after it the relay's CPU
- * (every thread of --relay-pid: /proc/PID/task/TID/schedstat, ns on CPU), UDP RcvbufErrors
+ * (every thread of --relay-pid, or only those whose name starts with --relay-threads — voxd's
+ * "voxd-media-N" workers, not its signalling loop: /proc/PID/task/TID/schedstat, ns on CPU;
+ * relay_threads= in the result says how many were counted), UDP RcvbufErrors
  * (/proc/net/snmp, system-wide) and the relay's RSS are read. Loss compares what was delivered
  * with what should have been: each voiced packet sent in the window is expected at every other
  * member of its room (R - 1 receivers; speakers per room must not exceed the relay's slots).
@@ -62,7 +66,8 @@
 #define RTCP_PERIOD 1000 /* ticks (ms) between a listener's receiver reports */
 
 typedef struct opts {
-    const char *mode, *relay, *ng, *rpc, *secret_file, *guild, *label;
+    const char *mode, *relay, *ng, *rpc, *secret_file, *guild, *label, *relay_threads;
+    bool guild_per_room;
     uint32_t n, room_size, speakers;
     double seconds, warmup;
     int relay_pid;
@@ -93,7 +98,7 @@ typedef struct run {
     uint64_t sent, sent_win, expected_win, rtcp_sent, tx_fail;
     int64_t max_lag_ns;
     /* receiver results */
-    uint64_t rx, rx_win, rx_auth_fail, rx_stray, rx_rtcp, rx_no_ts;
+    uint64_t rx, rx_win, rx_auth_fail, rx_stray, rx_rtcp, rx_no_ts, rx_bad_ssrc;
     atomic_uint sock_drops; /* SO_RXQ_OVFL: the generator socket's drops so far */
     vc_latency lat;
 } run;
@@ -125,9 +130,11 @@ static uint32_t group_size(const gen_ctx *g, uint32_t group)
 
 /* ---- relay-side readings --------------------------------------------------------------------- */
 
-/* ns on CPU of every thread of pid (schedstat's first field), or -1 */
-static int64_t proc_cpu_ns(int pid)
+/* ns on CPU of every thread of pid whose name (comm) starts with prefix (NULL: all), from
+ * schedstat's first field; *threads counts them. -1 when the process is gone. */
+static int64_t proc_cpu_ns(int pid, const char *prefix, int *threads)
 {
+    *threads = 0;
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/task", pid);
     DIR *d = opendir(path);
@@ -137,11 +144,23 @@ static int64_t proc_cpu_ns(int pid)
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.') continue;
         char p2[128];
+        if (prefix) {
+            char comm[32] = "";
+            snprintf(p2, sizeof p2, "/proc/%d/task/%.20s/comm", pid, e->d_name);
+            FILE *c = fopen(p2, "r");
+            if (!c) continue;
+            bool ok = fgets(comm, sizeof comm, c) && strncmp(comm, prefix, strlen(prefix)) == 0;
+            fclose(c);
+            if (!ok) continue;
+        }
         snprintf(p2, sizeof p2, "/proc/%d/task/%.20s/schedstat", pid, e->d_name);
         FILE *f = fopen(p2, "r");
         if (!f) continue; /* the thread just ended */
         long long ns = 0;
-        if (fscanf(f, "%lld", &ns) == 1) sum += ns;
+        if (fscanf(f, "%lld", &ns) == 1) {
+            sum += ns;
+            (*threads)++;
+        }
         fclose(f);
     }
     closedir(d);
@@ -381,6 +400,15 @@ static void rx_one(run *r, struct msghdr *h, uint8_t *buf, int len, int64_t rt_t
         return;
     }
     r->rx++;
+    const gen_part *gp = &r->g.parts[i];
+    if (gp->n_slots) { /* the relay said which SSRCs its slots carry: hold it to that */
+        uint32_t ssrc =
+            (uint32_t)buf[8] << 24 | (uint32_t)buf[9] << 16 | (uint32_t)buf[10] << 8 | buf[11];
+        unsigned s = 0;
+        while (s < gp->n_slots && gp->slot_ssrc[s] != ssrc)
+            s++;
+        if (s == gp->n_slots) r->rx_bad_ssrc++;
+    }
     rtp_pkt pkt;
     const uint8_t *e;
     size_t elen;
@@ -548,7 +576,8 @@ static void usage(void)
     fprintf(stderr,
             "usage: relay_gen --mode static|rtpengine|voxd --participants N --room-size R\n"
             "       --speakers K --seconds D [--warmup W] [--relay-pid PID] [--relay ADDR:PORT]\n"
-            "       [--ng ADDR:PORT] [--rpc ADDR:PORT --secret-file F --guild ID] [--seed S]\n"
+            "       [--relay-threads PREFIX] [--ng ADDR:PORT]\n"
+            "       [--rpc ADDR:PORT --secret-file F [--guild ID | --guild-per-room]] [--seed S]\n"
             "       [--rss-base-kb K] [--label TEXT] [--verbose]\n");
     exit(2);
 }
@@ -568,6 +597,8 @@ static void parse_opts(int argc, char **argv, opts *o)
         {"rpc", 1, 0, 'P'},
         {"secret-file", 1, 0, 'S'},
         {"guild", 1, 0, 'G'},
+        {"guild-per-room", 0, 0, 'g'},
+        {"relay-threads", 1, 0, 'T'},
         {"rss-base-kb", 1, 0, 'b'},
         {"label", 1, 0, 'l'},
         {"seed", 1, 0, 's'},
@@ -622,6 +653,12 @@ static void parse_opts(int argc, char **argv, opts *o)
             break;
         case 'G':
             o->guild = optarg;
+            break;
+        case 'g':
+            o->guild_per_room = true;
+            break;
+        case 'T':
+            o->relay_threads = optarg;
             break;
         case 'b':
             o->rss_base_kb = atol(optarg);
@@ -696,8 +733,11 @@ int main(int argc, char **argv)
         char host[INET_ADDRSTRLEN];
         inet_ntop(AF_INET, &rpc.sin_addr, host, sizeof host);
         char *secret = read_secret(o.secret_file);
-        gen_voxd_opts vo = {
-            .rpc_host = host, .rpc_port = ntohs(rpc.sin_port), .secret = secret, .guild = o.guild};
+        gen_voxd_opts vo = {.rpc_host = host,
+                            .rpc_port = ntohs(rpc.sin_port),
+                            .secret = secret,
+                            .guild = o.guild,
+                            .guild_per_room = o.guild_per_room};
         rc = gen_voxd_setup(&r->g, &vo, &vx);
         free(secret);
     } else {
@@ -723,23 +763,29 @@ int main(int argc, char **argv)
         die("pthread_create");
 
     sleep_until(r->win_start);
-    int64_t cpu0 = o.relay_pid ? proc_cpu_ns(o.relay_pid) : -1;
+    int threads0 = 0, threads1 = 0;
+    int64_t cpu0 = o.relay_pid ? proc_cpu_ns(o.relay_pid, o.relay_threads, &threads0) : -1;
     long long kd0 = udp_rcvbuf_errors();
     struct rusage ru0, ru1;
     getrusage(RUSAGE_SELF, &ru0);
     unsigned sd0 = atomic_load(&r->sock_drops);
     sleep_until(r->win_end);
-    int64_t cpu1 = o.relay_pid ? proc_cpu_ns(o.relay_pid) : -1;
+    int64_t cpu1 = o.relay_pid ? proc_cpu_ns(o.relay_pid, o.relay_threads, &threads1) : -1;
     long long kd1 = udp_rcvbuf_errors();
     getrusage(RUSAGE_SELF, &ru1);
     unsigned sd1 = atomic_load(&r->sock_drops);
     long rss_loaded = o.relay_pid ? proc_rss_kb(o.relay_pid) : -1;
     pthread_join(ts, NULL);
     pthread_join(tr, NULL);
+    uint32_t lost = gen_voxd_lost(vx);
     gen_voxd_teardown(vx);
+    if (threads0 != threads1 || (o.relay_pid && threads1 == 0)) cpu0 = cpu1 = -1;
 
     double win = o.seconds;
     double relay_cpu = cpu0 >= 0 && cpu1 >= 0 ? (double)(cpu1 - cpu0) / 1e9 : -1;
+    if (o.relay_pid && relay_cpu < 0)
+        fprintf(stderr, "relay_gen: the relay's threads (%s) changed or vanished in the window\n",
+                o.relay_threads ? o.relay_threads : "all");
     double gen_cpu = (double)(ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec) +
                      (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec) / 1e6 +
                      (double)(ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) +
@@ -756,13 +802,15 @@ int main(int argc, char **argv)
            "out_pps=%.0f out_pps_per_cpu=%.0f p50_us=%.1f p99_us=%.1f kdrops=%lld "
            "gen_sock_drops=%u rss_base_kb=%ld rss_kb=%ld mem_per_part_kib=%.2f "
            "gen_cpu_pct=%.1f sender_lag_max_ms=%.2f tx_fail=%" PRIu64 " rx_auth_fail=%" PRIu64
-           " rx_no_ts=%" PRIu64 " rx_stray=%" PRIu64 " rx_rtcp=%" PRIu64 " rtcp_sent=%" PRIu64 "\n",
+           " rx_no_ts=%" PRIu64 " rx_stray=%" PRIu64 " rx_rtcp=%" PRIu64 " rtcp_sent=%" PRIu64
+           " rx_bad_ssrc=%" PRIu64 " relay_threads=%d sessions_lost=%u\n",
            o.label, o.mode, o.n, o.room_size, o.speakers, win, setup_s, r->sent, r->sent_win,
            r->expected_win, r->rx_win, loss, relay_cpu, relay_cpu >= 0 ? 100 * relay_cpu / win : -1,
            (double)r->rx_win / win, relay_cpu > 0 ? (double)r->rx_win / relay_cpu : -1,
            p50 > 0 ? (double)p50 / 1e3 : -1, p99 > 0 ? (double)p99 / 1e3 : -1, kd, gen_drops,
            rss_base, rss_loaded, mem, 100 * gen_cpu / win, (double)r->max_lag_ns / 1e6, r->tx_fail,
-           r->rx_auth_fail, r->rx_no_ts, r->rx_stray, r->rx_rtcp, r->rtcp_sent);
+           r->rx_auth_fail, r->rx_no_ts, r->rx_stray, r->rx_rtcp, r->rtcp_sent, r->rx_bad_ssrc,
+           threads1, lost);
 
     int code = 0;
     if (r->rx_auth_fail > 0) {
@@ -770,6 +818,17 @@ int main(int argc, char **argv)
                 "relay_gen: %" PRIu64 " packets did not unprotect with the keys the relay "
                 "gave: figures are meaningless\n",
                 r->rx_auth_fail);
+        code = 3;
+    }
+    if (lost > 0) {
+        fprintf(stderr,
+                "relay_gen: %u voxd sessions ended during the run: figures are meaningless\n",
+                lost);
+        code = 3;
+    }
+    if (r->rx_bad_ssrc > 0) {
+        fprintf(stderr, "relay_gen: %" PRIu64 " packets arrived on an SSRC that is not a slot\n",
+                r->rx_bad_ssrc);
         code = 3;
     }
     if (r->expected_win > 0 && r->rx_win == 0) {

@@ -36,6 +36,8 @@ typedef struct gen_part {
     uint8_t send_key[RB_KEY_LEN]; /* we protect with it */
     uint8_t recv_key[RB_KEY_LEN]; /* the relay protects towards us with it */
     uint8_t profile;              /* RB_PROFILE_*: 0 is AES_CM_128_HMAC_SHA1_80 */
+    uint8_t n_slots;              /* voxd: the slot SSRCs packets arrive with; 0: not checked */
+    uint32_t slot_ssrc[RB_MAX_SLOTS];
 } gen_part;
 
 typedef struct gen_ctx {
@@ -57,11 +59,14 @@ typedef struct gen_voxd gen_voxd;
 typedef struct gen_voxd_opts {
     const char *rpc_host;
     uint16_t rpc_port;
-    const char *secret; /* RPC bearer secret */
-    const char *guild;  /* guild id for voice.connect */
+    const char *secret;  /* RPC bearer secret */
+    const char *guild;   /* guild id for voice.connect */
+    bool guild_per_room; /* instead: one guild per room (rooms spread over the node's workers) */
 } gen_voxd_opts;
 int gen_voxd_setup(gen_ctx *g, const gen_voxd_opts *o, gen_voxd **out);
 void gen_voxd_teardown(gen_voxd *v); /* NULL is fine */
+/* Described sessions the node (or the network) ended since setup: non-zero spoils the run. */
+uint32_t gen_voxd_lost(gen_voxd *v);
 
 /* Standard base64 with padding (RFC 4648 §4), for SDES inline keys and voxd's keys. */
 void gen_b64_encode(const uint8_t *in, size_t n, char *out); /* out: 4 * ((n + 2) / 3) + 1 */

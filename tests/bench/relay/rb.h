@@ -20,6 +20,7 @@
 #define RB_SLOT_SSRC_BASE 0x40000000u /* worker_relay: slot s of participant i: base + 8 i + s */
 #define RB_KEY_LEN        30          /* AES_CM_128: 16-byte master key + 14-byte salt */
 #define RB_MAX_PARTS      60000u
+#define RB_MAX_SLOTS      8   /* downstream slots a relay may give a participant */
 #define RB_PT             111 /* Opus */
 #define RB_EXT_LEVEL      1   /* RFC 6464 audio level, one-byte form */
 #define RB_EXT_SENDTIME   2   /* 8 bytes: CLOCK_MONOTONIC ns at send, big-endian */
