@@ -137,6 +137,17 @@ def _():
         b.close()
 
 
+def events_of(ev, cid, within):
+    """This connection's events on the stream within `within` seconds (until its first one);
+    other cases' sockets are reaped meanwhile, so the stream carries theirs too."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < within:
+        e = ev.recv(within - (time.monotonic() - t0))
+        if isinstance(e, dict) and e.get("data", {}).get("connection_id") == cid:
+            return [e], time.monotonic() - t0
+    return [], time.monotonic() - t0
+
+
 def faults(msgs, code, what, identify=True):
     r = node.rpc_ok("voice.connect", {"guild_id": G, "channel_id": snowflake(),
                                       "user_id": snowflake(), "session_id": "s"})
@@ -263,15 +274,8 @@ def _():
     ev = node.events()
     cid = vsb["connection_id"]
     try:
-        # other cases' sockets are reaped too: look at this connection's events only
         b.drop()
-        t0 = time.monotonic()
-        mine = []
-        while time.monotonic() - t0 < 6 and not mine:
-            e = ev.recv(6 - (time.monotonic() - t0))
-            if isinstance(e, dict) and e.get("data", {}).get("connection_id") == cid:
-                mine.append(e)
-        took = time.monotonic() - t0
+        mine, took = events_of(ev, cid, 6)
         expect(len(mine) == 1, "no leave event for the closed connection")
         d = mine[0]["data"]
         expect(mine[0]["event"] == "VOICE_STATE_UPDATE" and d["channel_id"] is None and
@@ -283,11 +287,8 @@ def _():
                                float(l.rsplit(" ", 1)[1]) >= 1
                                for l in node.metrics_text()[0].splitlines()),
                    what="transport reap counted")
-        t1 = time.monotonic()
-        while time.monotonic() - t1 < 1.5:
-            e = ev.recv(0.3)
-            expect(not (isinstance(e, dict) and e.get("data", {}).get("connection_id") == cid),
-                   "a second event for the reaped connection: %r" % (e,))
+        again, _ = events_of(ev, cid, 1.5)
+        expect(not again, "a second event for the reaped connection: %r" % (again,))
     finally:
         ev.close()
         a.close()
@@ -303,14 +304,8 @@ def _():
     ev = node.events()
     cid = vsa["connection_id"]
     try:
-        t0 = time.monotonic()
         a.close()
-        mine = []
-        while time.monotonic() - t0 < 3 and not mine:
-            e = ev.recv(3 - (time.monotonic() - t0))
-            if isinstance(e, dict) and e.get("data", {}).get("connection_id") == cid:
-                mine.append(e)
-        took = time.monotonic() - t0
+        mine, took = events_of(ev, cid, 3)
         expect(len(mine) == 1 and mine[0]["data"]["channel_id"] is None,
                "no leave event after a 1000 close")
         expect(took < 0.8, "left after %.2f s (immediately, not after the 1 s reap)" % took)

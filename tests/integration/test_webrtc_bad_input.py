@@ -40,8 +40,7 @@ import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from voxlib import (RPC_SECRET, VoxClient, case, expect, finish, snowflake,  # noqa: E402
-                    start_node, wait_until)
-import websocket  # noqa: E402
+                    start_node, wait_until, ws_recv)
 
 node = start_node("--workers", "1", "--pending-timeout", "600s")
 G = snowflake()
@@ -143,17 +142,7 @@ def long_pwd(sdp):
 # ---- the voice WebSocket ----------------------------------------------------------------------
 def recv_full(vc, timeout=5.0):
     """Next message: a dict, ("close", code, reason), or None on timeout."""
-    vc.ws.settimeout(timeout)
-    try:
-        op, data = vc.ws.recv_data(control_frame=False)
-    except websocket.WebSocketTimeoutException:
-        return None
-    except websocket.WebSocketConnectionClosedException:
-        return ("close", None, "")
-    if op == websocket.ABNF.OPCODE_CLOSE:
-        code = struct.unpack("!H", data[:2])[0] if len(data) >= 2 else None
-        return ("close", code, data[2:].decode(errors="replace"))
-    return json.loads(data)
+    return ws_recv(vc.ws, timeout)
 
 
 def select_webrtc(sdp, channel=None, raw=None):

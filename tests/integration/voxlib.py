@@ -477,6 +477,22 @@ class Voxd:
         return body.decode(), hd
 
 
+def ws_recv(ws, timeout=5.0):
+    """Next message of a websocket-client connection: a dict, None on timeout, or
+    ('close', code, reason) on close (code None when the connection dropped without one)."""
+    ws.settimeout(timeout)
+    try:
+        op, data = ws.recv_data(control_frame=False)
+    except websocket.WebSocketTimeoutException:
+        return None
+    except websocket.WebSocketConnectionClosedException:
+        return ("close", None, "")
+    if op == websocket.ABNF.OPCODE_CLOSE:
+        code = struct.unpack("!H", data[:2])[0] if len(data) >= 2 else None
+        return ("close", code, data[2:].decode(errors="replace"))
+    return json.loads(data)
+
+
 class EventClient:
     """/events: hello on connect; resume(after); next(timeout) -> event dict; ack(seq)."""
 
@@ -500,17 +516,7 @@ class EventClient:
 
     def recv(self, timeout=5.0):
         """Next message as a dict; None on timeout; ('close', code, reason) on close."""
-        self.ws.settimeout(timeout)
-        try:
-            op, data = self.ws.recv_data(control_frame=False)
-        except websocket.WebSocketTimeoutException:
-            return None
-        except websocket.WebSocketConnectionClosedException:
-            return ("close", None, "")
-        if op == websocket.ABNF.OPCODE_CLOSE:
-            code = struct.unpack("!H", data[:2])[0] if len(data) >= 2 else None
-            return ("close", code, data[2:].decode(errors="replace"))
-        return json.loads(data)
+        return ws_recv(self.ws, timeout)
 
     def next(self, timeout=5.0):
         """The next event (strict: seq must be last+1). Raises Fail on timeout or a gap."""
