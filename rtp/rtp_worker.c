@@ -103,11 +103,17 @@ typedef struct part {
     uint32_t slot_ssrc[RTP_ROOM_MAX_SLOTS];
 } part;
 
-/* uint32 key → participant index + 1 (0 = empty); linear probing, backward-shift delete */
+/* uint32 key → participant index + 1 (0 = empty); linear probing, backward-shift delete. A key
+ * and its value share a cache line; the table starts small and doubles while it is over half full
+ * (up to twice the bound it was made for), so a worker with few participants keeps its tables in
+ * cache. Growth happens when commands add entries (do_add reserves what the packet path may add
+ * later: a browser's SSRC, its ICE address), never on the packet path. */
+typedef struct u32ent {
+    uint32_t key, val;
+} u32ent;
 typedef struct u32map {
-    uint32_t *keys;
-    uint32_t *vals;
-    uint32_t mask;
+    u32ent *e;
+    uint32_t mask, count, max_cap;
 } u32map;
 
 typedef struct cmd {
@@ -221,57 +227,86 @@ static int map_init(u32map *m, uint32_t n)
     uint32_t cap = 16;
     while (cap < 2 * n)
         cap <<= 1;
-    m->keys = calloc(cap, sizeof *m->keys);
-    m->vals = calloc(cap, sizeof *m->vals);
-    if (!m->keys || !m->vals) return -ENOMEM;
+    m->max_cap = cap;
+    cap = cap < 64 ? cap : 64;
+    m->e = calloc(cap, sizeof *m->e);
+    if (!m->e) return -ENOMEM;
     m->mask = cap - 1;
+    m->count = 0;
     return 0;
 }
 
 static void map_fini(u32map *m)
 {
-    free(m->keys);
-    free(m->vals);
+    free(m->e);
 }
 
-static uint32_t map_slot(const u32map *m, uint32_t k)
+static uint32_t map_slot(uint32_t mask, uint32_t k)
 {
-    return (k * 2654435761u) & m->mask;
+    return (k * 2654435761u) & mask;
 }
 
 /* index + 1, or 0 */
 static uint32_t map_get(const u32map *m, uint32_t k)
 {
-    for (uint32_t i = map_slot(m, k);; i = (i + 1) & m->mask) {
-        if (!m->vals[i]) return 0;
-        if (m->keys[i] == k) return m->vals[i];
+    for (uint32_t i = map_slot(m->mask, k);; i = (i + 1) & m->mask) {
+        if (!m->e[i].val) return 0;
+        if (m->e[i].key == k) return m->e[i].val;
     }
 }
 
-/* never full: sized for twice the participants */
+static int map_grow(u32map *m)
+{
+    uint32_t cap = (m->mask + 1) * 2;
+    if (cap > m->max_cap) return -ENOSPC;
+    u32ent *e = calloc(cap, sizeof *e);
+    if (!e) return -ENOMEM;
+    for (uint32_t i = 0; i <= m->mask; i++) {
+        if (!m->e[i].val) continue;
+        uint32_t j = map_slot(cap - 1, m->e[i].key);
+        while (e[j].val)
+            j = (j + 1) & (cap - 1);
+        e[j] = m->e[i];
+    }
+    free(m->e);
+    m->e = e;
+    m->mask = cap - 1;
+    return 0;
+}
+
+/* Room for `extra` more entries without growing later. */
+static void map_reserve(u32map *m, uint32_t extra)
+{
+    while ((m->count + extra) * 2 > m->mask + 1 && map_grow(m) == 0) {
+    }
+}
+
+/* Never full: at most half of max_cap is ever used (the bound it was made for). */
 static void map_put(u32map *m, uint32_t k, uint32_t v)
 {
-    uint32_t i = map_slot(m, k);
-    while (m->vals[i] && m->keys[i] != k)
+    if ((m->count + 1) * 2 > m->mask + 1) map_grow(m); /* a failure leaves it fuller, not full */
+    uint32_t i = map_slot(m->mask, k);
+    while (m->e[i].val && m->e[i].key != k)
         i = (i + 1) & m->mask;
-    m->keys[i] = k;
-    m->vals[i] = v;
+    if (!m->e[i].val) m->count++;
+    m->e[i].key = k;
+    m->e[i].val = v;
 }
 
 static void map_del(u32map *m, uint32_t k)
 {
-    uint32_t i = map_slot(m, k);
-    while (m->vals[i] && m->keys[i] != k)
+    uint32_t i = map_slot(m->mask, k);
+    while (m->e[i].val && m->e[i].key != k)
         i = (i + 1) & m->mask;
-    if (!m->vals[i]) return;
-    m->vals[i] = 0;
-    for (uint32_t j = (i + 1) & m->mask; m->vals[j]; j = (j + 1) & m->mask) {
-        uint32_t home = map_slot(m, m->keys[j]);
+    if (!m->e[i].val) return;
+    m->e[i].val = 0;
+    m->count--;
+    for (uint32_t j = (i + 1) & m->mask; m->e[j].val; j = (j + 1) & m->mask) {
+        uint32_t home = map_slot(m->mask, m->e[j].key);
         /* move j back to the hole i if its home is not in (i, j] (cyclically) */
         if (((j - home) & m->mask) >= ((j - i) & m->mask)) {
-            m->keys[i] = m->keys[j];
-            m->vals[i] = m->vals[j];
-            m->vals[j] = 0;
+            m->e[i] = m->e[j];
+            m->e[j].val = 0;
             i = j;
         }
     }
@@ -486,6 +521,8 @@ static int do_add(rtp_worker *w, const cmd *c)
     pt->handle = p->handle;
     pt->ssrc = p->ssrc;
     pt->room = r;
+    map_reserve(&w->by_ssrc, 1); /* a webrtc SSRC may be adopted on the packet path */
+    map_reserve(&w->by_addr, 1); /* and its ICE address set there */
     map_put(&w->by_handle, p->handle, idx + 1);
     if (p->ssrc) map_put(&w->by_ssrc, p->ssrc, idx + 1);
     if (webrtc) {

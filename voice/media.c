@@ -39,6 +39,7 @@
 #include <string.h>
 
 #define ROOM_CAPACITY      2048  /* participants per room (rtp_room allocates this up front) */
+#define DM_ROOM_CAPACITY   64    /* a DM or group DM call: 10 recipients, a few connections each */
 #define WORKER_MAX_PARTS   16384 /* participants per worker */
 #define WORKER_MAX_ROOMS   8192
 #define REAP_CHECK_MS      250
@@ -212,7 +213,8 @@ static mroom *room_get(media *m, uint64_t guild, uint64_t channel)
     memcpy(r->key, key, sizeof key);
     r->worker = best;
     r->id = ++m->next_room;
-    rtp_room_config rc = {.max_participants = ROOM_CAPACITY, .n_slots = RTP_ROOM_DEFAULT_SLOTS};
+    rtp_room_config rc = {.max_participants = guild ? ROOM_CAPACITY : DM_ROOM_CAPACITY,
+                          .n_slots = RTP_ROOM_DEFAULT_SLOTS};
     int err = rtp_worker_create_room(m->workers[best].w, r->id, &rc);
     if (err < 0) LOG(LOG_ERROR, "media worker %d: cannot queue a room: %s", best, strerror(-err));
     hmap_puts(m->rooms, r->key, r);
