@@ -923,7 +923,7 @@ void media_render_metrics(voice_node *n, metrics_buf *b)
                    (const char *[]){"result", "failed", NULL});
     metrics_family(b, M_MEDIA_LOOP_LAG);
     for (int i = 0; i < nw && i < 256; i++) {
-        char w[8];
+        char w[12];
         snprintf(w, sizeof w, "%d", i);
         metrics_sample(b, M_MEDIA_LOOP_LAG, lag[i], (const char *[]){"worker", w, NULL});
     }
