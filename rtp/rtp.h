@@ -538,6 +538,7 @@ typedef struct rtp_worker_stats {
     uint64_t dtls_connected; /* handshakes completed (keys exported) */
     uint64_t dtls_failed;    /* handshakes failed (fingerprint, profile, timeout, alert) */
     uint64_t drop_dtls;      /* DTLS from an address with no transport, or after failure */
+    uint64_t room_grows;     /* a full room replaced by a larger one */
     /* forwarding latency: from the recvmmsg that read a packet to the sendmmsg that sent its
      * copies, per sent datagram, in buckets of RTP_WORKER_LAT_BOUNDS_US (last: above) */
     uint64_t fwd_lat[RTP_WORKER_LAT_N + 1];

@@ -69,11 +69,15 @@ _Static_assert((int)WRTC_SRTP_AES_CM_128_HMAC_SHA1_80 == (int)RTP_SRTP_AES_CM_12
                    WRTC_SRTP_KEY_MAX == RTP_SRTP_KEY_MAX,
                "webrtc's SRTP keys are rtp's");
 
+#define RTP_WORKER_ROOM_START 16 /* a room's first capacity; it grows ×4 up to its bound */
+
 typedef struct wroom {
     bool used;
     bool dirty; /* on the dirty list: its slot changes are drained after the batch */
     uint32_t id;
     rtp_room *room;
+    rtp_room_config cfg; /* cfg.max_participants: its capacity now */
+    uint32_t max_cap;    /* the bound the owner gave */
 } wroom;
 
 typedef struct part {
@@ -88,6 +92,7 @@ typedef struct part {
     uint8_t transport;
     uint8_t level_id, pt;
     uint8_t n_slots;
+    unsigned flags; /* its room flags (a room that grows re-joins it with them) */
     uint32_t handle;
     uint32_t ssrc; /* webrtc: 0 until learnt */
     wroom *room;
@@ -441,7 +446,12 @@ static int do_create_room(rtp_worker *w, const cmd *c)
     for (uint32_t i = 0; i < w->cfg.max_rooms; i++) {
         wroom *r = &w->rooms[i];
         if (r->used) continue;
-        int rc = rtp_room_create(&c->room_cfg, &r->room);
+        r->cfg = c->room_cfg;
+        r->max_cap = c->room_cfg.max_participants;
+        if (r->cfg.max_participants > RTP_WORKER_ROOM_START)
+            r->cfg.max_participants = RTP_WORKER_ROOM_START;
+        r->cfg.change_ring = 0; /* its default scales with the capacity */
+        int rc = rtp_room_create(&r->cfg, &r->room);
         if (rc < 0) return rc;
         r->used = true;
         r->id = c->id;
@@ -449,6 +459,49 @@ static int do_create_room(rtp_worker *w, const cmd *c)
         return 0;
     }
     return -ENOSPC;
+}
+
+/* A full room is replaced by one 4 times larger (up to its bound): every participant re-joins
+ * with its flags, and each listener's slots go on with their numbering (rtp_room_slot_continue);
+ * the slots start free in the new room, so their speakers are announced as gone and come back
+ * with the next packets. Rooms start small so that the many small ones stay in cache (D23). */
+static int room_grow(rtp_worker *w, wroom *r)
+{
+    if (r->cfg.max_participants >= r->max_cap) return -ENOSPC;
+    rtp_room_config cfg = r->cfg;
+    cfg.max_participants =
+        r->cfg.max_participants * 4 < r->max_cap ? r->cfg.max_participants * 4 : r->max_cap;
+    rtp_room *nr;
+    int rc = rtp_room_create(&cfg, &nr);
+    if (rc < 0) return rc;
+    uint32_t now_rtp = (uint32_t)uv_now(&w->loop) * 48u;
+    for (uint32_t i = 0; i < w->cfg.max_participants; i++) {
+        part *pt = &w->parts[i];
+        if (!pt->used || pt->room != r) continue;
+        rtp_room_slot_cfg next[RTP_ROOM_MAX_SLOTS];
+        for (unsigned k = 0; k < pt->n_slots; k++) {
+            uint32_t spk;
+            if (rtp_room_slot_speaker(r->room, pt->handle, k, &spk) == 0)
+                emit_speaking(w, pt->handle, (uint8_t)k, false, 0);
+            rtp_room_slot_continue(r->room, pt->handle, k, now_rtp, &next[k]);
+        }
+        rtp_room_join(nr, pt->handle, pt->flags, next); /* fits: it is larger */
+    }
+    rtp_room_destroy(r->room);
+    r->room = nr;
+    r->cfg = cfg;
+    w->st.room_grows++;
+    return 0;
+}
+
+/* rtp_room_join, growing the room when it is full. */
+static int room_join(rtp_worker *w, wroom *r, uint32_t handle, unsigned flags,
+                     const rtp_room_slot_cfg *slots)
+{
+    int rc = rtp_room_join(r->room, handle, flags, slots);
+    while (rc == -ENOSPC && room_grow(w, r) == 0)
+        rc = rtp_room_join(r->room, handle, flags, slots);
+    return rc;
 }
 
 static uint32_t ufrag_value(const char *u, size_t n)
@@ -504,7 +557,7 @@ static int do_add(rtp_worker *w, const cmd *c)
         if (rc < 0) return rc;
         pt->keyed = true;
     }
-    rc = rtp_room_join(r->room, p->handle, p->flags, p->slots);
+    rc = room_join(w, r, p->handle, p->flags, p->slots);
     if (rc < 0) {
         if (pt->keyed) {
             srtp_dealloc(pt->in);
@@ -515,6 +568,7 @@ static int do_add(rtp_worker *w, const cmd *c)
         return rc;
     }
     pt->used = true;
+    pt->flags = p->flags;
     pt->transport = p->transport;
     pt->level_id = p->level_ext_id ? p->level_ext_id : w->cfg.level_ext_id;
     pt->pt = p->payload_type;
@@ -556,7 +610,11 @@ static int do_move(rtp_worker *w, const cmd *c)
     if (!pt) return -ENOENT;
     wroom *to = room_find(w, p->room);
     if (!to) return -ENOENT;
-    if (to == pt->room) return rtp_room_set_flags(to->room, p->handle, p->flags);
+    if (to == pt->room) {
+        int frc = rtp_room_set_flags(to->room, p->handle, p->flags);
+        if (frc == 0) pt->flags = p->flags;
+        return frc;
+    }
     if (p->n_slots != rtp_room_n_slots(to->room)) return -EINVAL;
     /* the slots go on where they were (same SSRCs and key: numbers must never repeat) */
     rtp_room_slot_cfg next[RTP_ROOM_MAX_SLOTS];
@@ -564,11 +622,12 @@ static int do_move(rtp_worker *w, const cmd *c)
     for (unsigned i = 0; i < p->n_slots; i++)
         if (rtp_room_slot_continue(pt->room->room, p->handle, i, now_rtp, &next[i]) < 0)
             return -EINVAL;
-    int rc = rtp_room_join(to->room, p->handle, p->flags, next);
+    int rc = room_join(w, to, p->handle, p->flags, next);
     if (rc < 0) return rc;
     rtp_room_leave(pt->room->room, pt->handle);
     room_mark(w, pt->room);
     pt->room = to;
+    pt->flags = p->flags;
     return 0;
 }
 
@@ -626,6 +685,7 @@ static bool apply_cmds(rtp_worker *w)
         case RTP_WORKER_CMD_SET_FLAGS: {
             part *pt = part_by_handle(w, c.id);
             rc = pt ? rtp_room_set_flags(pt->room->room, c.id, c.flags) : -ENOENT;
+            if (pt && rc == 0) pt->flags = c.flags;
             if (pt) room_mark(w, pt->room);
             break;
         }

@@ -710,6 +710,68 @@ TEST(inject_without_thread)
     client_close(&b);
 }
 
+/* A room starts small and grows when full (D23): 40 participants in a room created for 100; a
+ * listener's slot keeps its SSRC and goes on with the next sequence number across the growth. */
+TEST(room_grows)
+{
+    enum { N = 40 };
+    rtp_worker_config cfg = {
+        .address = "127.0.0.1", .max_rooms = 1, .max_participants = N, .level_ext_id = LEVEL_ID};
+    rtp_worker *w = NULL;
+    CHECK_EQ_INT(rtp_worker_new(&cfg, &w), 0);
+    rtp_room_config rc = {.max_participants = 100, .n_slots = N_SLOTS};
+    CHECK_EQ_INT(rtp_worker_create_room(w, 1, &rc), 0);
+    static client c[N];
+    uint8_t buf[256];
+    int len;
+    got g;
+    for (int i = 0; i < 2; i++) {
+        CHECK_EQ_INT(client_open(&c[i], 1, (uint32_t)i + 1, 0, RTP_SRTP_AEAD_AES_128_GCM), 0);
+        CHECK_EQ_INT(rtp_worker_add_participant(w, &c[i].p), 0);
+    }
+    for (int i = 0; i < 2; i++) {
+        len = client_rtcp(&c[i], buf);
+        CHECK_EQ_INT(inject_from(w, &c[i], buf, len), 0);
+    }
+    len = client_packet(&c[0], 1, buf);
+    CHECK_EQ_INT(inject_from(w, &c[0], buf, len), 0);
+    CHECK_EQ_INT(client_recv(&c[1], &g), 1);
+    uint32_t ssrc0 = g.ssrc;
+    uint16_t seq0 = g.seq;
+    /* 38 more: the room (16 at first) grows twice */
+    for (int i = 2; i < N; i++) {
+        CHECK_EQ_INT(client_open(&c[i], 1, (uint32_t)i + 1, 0, RTP_SRTP_AEAD_AES_128_GCM), 0);
+        CHECK_EQ_INT(rtp_worker_add_participant(w, &c[i].p), 0);
+    }
+    for (int i = 2; i < N; i++) {
+        len = client_rtcp(&c[i], buf);
+        CHECK_EQ_INT(inject_from(w, &c[i], buf, len), 0);
+    }
+    rtp_worker_event ev[4 * N];
+    size_t n = rtp_worker_events(w, ev, 4 * N), done = 0;
+    for (size_t i = 0; i < n; i++)
+        done += ev[i].kind == RTP_WORKER_EV_DONE && ev[i].err == 0;
+    CHECK_EQ_INT(done, 1 + N);
+    rtp_worker_stats st;
+    rtp_worker_stats_read(w, &st);
+    CHECK_EQ_INT(st.room_grows, 1); /* 16 -> 64 at the 17th */
+    /* the speaker is heard by all 39 others; the first listener's slot went on where it was */
+    len = client_packet(&c[0], 2, buf);
+    CHECK_EQ_INT(inject_from(w, &c[0], buf, len), 0);
+    for (int i = 1; i < N; i++) {
+        CHECK_EQ_INT(client_recv(&c[i], &g), 1);
+        CHECK_EQ_INT(g.from, 1);
+        CHECK_EQ_INT(g.idx, 2);
+        if (i == 1) {
+            CHECK_EQ_INT(g.ssrc, ssrc0);
+            CHECK_EQ_INT(g.seq, (uint16_t)(seq0 + 1));
+        }
+    }
+    CHECK_EQ_INT(rtp_worker_stop_and_free(w), 0);
+    for (int i = 0; i < N; i++)
+        client_close(&c[i]);
+}
+
 int main(void)
 {
 #if COUNT_ALLOCS
@@ -722,5 +784,6 @@ int main(void)
     RUN(garbage);
     RUN(lifecycle);
     RUN(inject_without_thread);
+    RUN(room_grows);
     return test_summary();
 }
