@@ -52,6 +52,10 @@
       "UDP payload bytes received and sent by the media workers")                                  \
     X(M_MEDIA_DROPS, "voxd_media_drops_total", "counter",                                          \
       "Media datagrams dropped by the relay, by reason")                                           \
+    X(M_MEDIA_SESSION_EVENTS, "voxd_media_session_events_total", "counter",                        \
+      "Media sessions opened, resumed, moved, first authenticated (latched), left with 1000")      \
+    X(M_MEDIA_WORKER_ERRORS, "voxd_media_worker_errors_total", "counter",                          \
+      "Commands a media worker refused or whose queue was full")                                   \
     X(M_MEDIA_LOOP_LAG, "voxd_media_loop_lag_seconds", "gauge",                                    \
       "How late each media worker's periodic timer fired last")                                    \
     X(M_MEDIA_FORWARD_LATENCY, "voxd_media_forward_latency_seconds", "histogram",                  \

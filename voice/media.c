@@ -114,7 +114,7 @@ struct media {
     uv_timer_t reap;
     msess *detached;
     size_t nsessions;
-    uint64_t opened, resumed, reaped, moved, latched, worker_errors, left;
+    uint64_t opened, resumed, moved, latched, left, worker_errors; /* /metrics */
 };
 
 /* ---- helpers ----------------------------------------------------------------------------------
@@ -728,7 +728,6 @@ static void on_reap(uv_timer_t *t)
         snprintf(conn_id, sizeof conn_id, "%s", s->conn_id);
         LOGC(LOG_INFO, "media", "connection %s: transport dead for %lld ms: reaped", conn_id,
              (long long)(now - s->detached_at));
-        m->reaped++;
         session_end(m, s, 0, NULL);
         if (sig_conn_reap_transport(n->core, conn_id, time_now_ms()) == 0) stepped = true;
     }
@@ -921,6 +920,20 @@ void media_render_metrics(voice_node *n, metrics_buf *b)
                    (const char *[]){"result", "connected", NULL});
     metrics_sample(b, M_WEBRTC_DTLS, (double)t.dtls_failed,
                    (const char *[]){"result", "failed", NULL});
+    metrics_family(b, M_MEDIA_SESSION_EVENTS);
+    const struct {
+        const char *event;
+        uint64_t v;
+    } evs[] = {{"opened", m ? m->opened : 0},
+               {"resumed", m ? m->resumed : 0},
+               {"moved", m ? m->moved : 0},
+               {"latched", m ? m->latched : 0},
+               {"left", m ? m->left : 0}};
+    for (size_t i = 0; i < ARRAY_LEN(evs); i++)
+        metrics_sample(b, M_MEDIA_SESSION_EVENTS, (double)evs[i].v,
+                       (const char *[]){"event", evs[i].event, NULL});
+    metrics_family(b, M_MEDIA_WORKER_ERRORS);
+    metrics_sample(b, M_MEDIA_WORKER_ERRORS, m ? (double)m->worker_errors : 0, NULL);
     metrics_family(b, M_MEDIA_LOOP_LAG);
     for (int i = 0; i < nw && i < 256; i++) {
         char w[12];

@@ -327,8 +327,15 @@ def _():
     text, _ = node.metrics_text()
     for fam in ("voxd_media_sessions", "voxd_media_packets_total", "voxd_media_bytes_total",
                 "voxd_media_drops_total", "voxd_media_loop_lag_seconds",
-                "voxd_media_forward_latency_seconds_bucket"):
+                "voxd_media_forward_latency_seconds_bucket", "voxd_media_worker_errors_total"):
         expect(fam in text, "%s missing" % fam)
+    ev = {}
+    for line in text.splitlines():
+        if line.startswith("voxd_media_session_events_total{"):
+            ev[line.split('event="')[1].split('"')[0]] = float(line.rsplit(" ", 1)[1])
+    # the cases above: more than ten sessions opened, two resumes, one move, one goodbye
+    expect(ev.get("opened", 0) >= 10 and ev.get("resumed", 0) >= 2 and ev.get("moved", 0) >= 1
+           and ev.get("left", 0) >= 1, "session events %r" % ev)
 
 
 finish()
