@@ -96,7 +96,8 @@ $(BUILD)/%.o: %.c
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 # objects that include <srtp2/srtp.h>: our headers first, and the library built before them
-SRTP_OBJ := $(BUILD)/rtp/rtp_worker.o $(BUILD)/tests/unit/rtp/test_worker.o \
+SRTP_OBJ := $(BUILD)/rtp/rtp_worker.o $(BUILD)/rtp/rtp_hmac.o $(BUILD)/tests/unit/rtp/test_worker.o \
+            $(BUILD)/tests/unit/rtp/test_hmac.o \
             $(BUILD)/tests/fuzz/fuzz_srtp.o $(BUILD)/client/media.o $(BROWSER_SRC:%.c=$(BUILD)/%.o) \
             $(BUILD)/tests/bench/wrtc_fwd_bench.o
 $(SRTP_OBJ): private CFLAGS := $(SRTP_CFLAGS) $(CFLAGS)

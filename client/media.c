@@ -101,14 +101,6 @@ struct vc_media {
     uint64_t rx_no_send_time;
 };
 
-static pthread_once_t srtp_once = PTHREAD_ONCE_INIT;
-static srtp_err_status_t srtp_init_status;
-
-static void srtp_init_once(void)
-{
-    srtp_init_status = srtp_init();
-}
-
 static int64_t realtime_ns(void)
 {
     struct timespec t;
@@ -376,8 +368,7 @@ static int to_sockaddr(const char *addr, uint16_t port, struct sockaddr_storage 
 
 int vc_media_new(void *loop, const vc_media_config *cfg, vc_media **out)
 {
-    pthread_once(&srtp_once, srtp_init_once);
-    if (srtp_init_status != srtp_err_status_ok) return -EIO;
+    if (rtp_srtp_init() < 0) return -EIO;
     vc_media *m = xcalloc(1, sizeof *m);
     m->loop = loop;
     m->cfg = *cfg;

@@ -428,6 +428,12 @@ typedef struct rtp_worker_participant {
     uint8_t remote_fp[32];                 /* sha-256 of its DTLS certificate (its offer) */
 } rtp_worker_participant;
 
+/* Initialises libsrtp once per process (srtp_init) and installs rtp's HMAC-SHA1 for
+ * SRTP_HMAC_SHA1 (rtp_hmac.c: no allocation per packet, D35). Every libsrtp user in the process
+ * calls it, not srtp_init(), before its first session (libsrtp 2.5 refuses a second srtp_init);
+ * rtp_worker_new does. 0, or -EIO (libsrtp's self-tests, or srtp_init already called). */
+int rtp_srtp_init(void);
+
 /* 0 with *out set, -EINVAL (a bound out of range, an address that is not numeric), -ENOMEM, or a
  * socket error (negative errno: -EADDRINUSE …). The socket is bound here. */
 int rtp_worker_new(const rtp_worker_config *cfg, rtp_worker **out);

@@ -355,12 +355,16 @@ static int srtp_policy_for(srtp_policy_t *pol, const rtp_srtp_key *k)
 }
 
 /* inbound: the client's SSRC (any, for a webrtc browser: its RTCP comes from several);
- * outbound: one policy per slot SSRC */
+ * outbound: one policy per slot SSRC. libsrtp 2.5 keeps a session's streams in a linked list,
+ * inserts each new one at its head and walks it on every protect (one cache miss per stream
+ * passed): the policies are chained last slot first, so slot 0 — the one a lone speaker is on,
+ * the one used most — ends up at the head. */
 static int srtp_sessions_for(const rtp_srtp_key *kin, const rtp_srtp_key *kout, uint32_t ssrc,
                              bool any_in, const uint32_t *slot_ssrc, unsigned n_slots, srtp_t *in,
                              srtp_t *out)
 {
     srtp_policy_t pin, pout[RTP_ROOM_MAX_SLOTS];
+    if (n_slots < 1 || n_slots > RTP_ROOM_MAX_SLOTS) return -EINVAL;
     if (srtp_policy_for(&pin, kin) < 0) return -EINVAL;
     pin.ssrc.type = any_in ? ssrc_any_inbound : ssrc_specific;
     pin.ssrc.value = ssrc;
@@ -368,10 +372,10 @@ static int srtp_sessions_for(const rtp_srtp_key *kin, const rtp_srtp_key *kout, 
         if (srtp_policy_for(&pout[i], kout) < 0) return -EINVAL;
         pout[i].ssrc.type = ssrc_specific;
         pout[i].ssrc.value = slot_ssrc[i];
-        pout[i].next = i + 1 < n_slots ? &pout[i + 1] : NULL;
+        pout[i].next = i > 0 ? &pout[i - 1] : NULL;
     }
     if (srtp_create(in, &pin) != srtp_err_status_ok) return -EACCES;
-    if (srtp_create(out, &pout[0]) != srtp_err_status_ok) {
+    if (srtp_create(out, &pout[n_slots - 1]) != srtp_err_status_ok) {
         srtp_dealloc(*in);
         *in = NULL;
         return -EACCES;
@@ -1206,14 +1210,6 @@ static void on_timer(uv_timer_t *t)
 
 /* ---- life cycle (owner thread) -------------------------------------------------------------- */
 
-static pthread_once_t srtp_once = PTHREAD_ONCE_INIT;
-static srtp_err_status_t srtp_init_status;
-
-static void srtp_init_once(void)
-{
-    srtp_init_status = srtp_init();
-}
-
 static int open_socket(rtp_worker *w)
 {
     struct sockaddr_storage ss;
@@ -1286,8 +1282,8 @@ int rtp_worker_new(const rtp_worker_config *cfg, rtp_worker **out)
     if (!cfg || !out || !cfg->address || cfg->max_rooms < 1 || cfg->max_rooms > 65535 ||
         cfg->max_participants < 1 || cfg->max_participants > 65535)
         return -EINVAL;
-    pthread_once(&srtp_once, srtp_init_once);
-    if (srtp_init_status != srtp_err_status_ok) return -EIO;
+    int irc = rtp_srtp_init();
+    if (irc < 0) return irc;
 
     rtp_worker *w = calloc(1, sizeof *w);
     if (!w) return -ENOMEM;

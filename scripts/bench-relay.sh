@@ -23,6 +23,7 @@
 # otherwise). Kernel drops are system-wide (/proc/net/snmp UdpRcvbufErrors during the window).
 #
 #   BUILD=build RUNS=3 SECONDS_PER_RUN=5 PARTS=1000 RAMP_MAX=16000 ./scripts/bench-relay.sh
+#   CELLS="a" RELAYS="voxd rtpengine" ./scripts/bench-relay.sh    (a quick look at a subset)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -34,6 +35,8 @@ PARTS=${PARTS:-1000}
 ROOM_C=${ROOM_C:-503}
 RAMP_START=${RAMP_START:-1000}
 RAMP_MAX=${RAMP_MAX:-16000}
+CELLS=${CELLS:-a b c d} # the scenarios to run (a subset for a quick look, e.g. CELLS=a)
+RELAYS=${RELAYS:-voxd worker ceiling rtpengine} # the relays to run
 GEN="$BUILD/tests/bench/relay_gen"
 WORKER="$BUILD/tests/bench/worker_relay"
 CEIL="$BUILD/tests/bench/ceiling_relay"
@@ -167,6 +170,8 @@ one_run() {
 
 # cell SCENARIO RELAY N R K: RUNS runs, keeps the median one (by out_pps_per_cpu) in $TMP/rows
 cell() {
+    case " $CELLS " in *" $1 "*) ;; *) return 0 ;; esac
+    case " $RELAYS " in *" $2 "*) ;; *) return 0 ;; esac
     : >"$TMP/runs"
     for _ in $(seq "$RUNS"); do one_run "$@" || echo "   ($2 $1: relay did not start)"; done
     [ -s "$TMP/runs" ] || return 0
@@ -209,6 +214,7 @@ cell c ceiling "$ROOM_C" "$ROOM_C" 3
 # >= 0.5 % or the cap (one run per step)
 n=$RAMP_START
 d_best=
+case " $CELLS " in *" d "*) ;; *) n=$((RAMP_MAX + 1)) ;; esac
 while [ "$HAVE_VOXD" = 1 ] && [ "$n" -le "$RAMP_MAX" ]; do
     : >"$TMP/runs"
     one_run "d$n" voxd "$n" 10 1 || true
