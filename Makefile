@@ -158,7 +158,7 @@ $(RB_SRTP_OBJ): | $(SRTP_LIB)
 $(BUILD)/tests/bench/relay_gen: $(BUILD)/tests/bench/relay_gen.o $(RB_OBJ) $(BUILD)/libvoxclient.a $(BUILD)/libvoxcore.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(SRTP_LIBS) $(LDLIBS) $(OPUS_LIBS)
 
-$(BUILD)/tests/bench/ceiling_relay: $(BUILD)/tests/bench/ceiling_relay.o
+$(BUILD)/tests/bench/ceiling_relay: $(BUILD)/tests/bench/ceiling_relay.o $(BUILD)/libvoxcore.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(SRTP_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/browser/%: $(BUILD)/tests/browser/%.o $(BUILD)/libvoxcore.a

@@ -9,7 +9,9 @@
 #            ("voxd-media-0") alone, not the signalling loop
 #   worker   voxd's media worker alone (build/tests/bench/worker_relay: rtp_worker, one thread,
 #            static keys, no signalling): the relay core without the node around it (a–c only)
-#   ceiling  the simplest batched SRTP relay (build/tests/bench/ceiling_relay)
+#   ceiling  the simplest batched SRTP relay (build/tests/bench/ceiling_relay), on the same SRTP
+#            as voxd (libsrtp with voxd's HMAC-SHA1, D35); ceiling-libsrtp: the same relay on
+#            libsrtp's own OpenSSL HMAC glue (a only: what D35 is worth)
 #   rtpengine  Debian's rtpengine 10.5, userspace (--table=-1), one worker thread, SDES keys
 #            generated per leg so it decrypts and re-encrypts (1:1 calls only: it has no rooms)
 # Scenarios: (a) 1:1 calls, both talking; (b) rooms of 10, one speaker each; (c) one room of 500
@@ -36,7 +38,7 @@ ROOM_C=${ROOM_C:-503}
 RAMP_START=${RAMP_START:-1000}
 RAMP_MAX=${RAMP_MAX:-16000}
 CELLS=${CELLS:-a b c d} # the scenarios to run (a subset for a quick look, e.g. CELLS=a)
-RELAYS=${RELAYS:-voxd worker ceiling rtpengine} # the relays to run
+RELAYS=${RELAYS:-voxd worker ceiling ceiling-libsrtp rtpengine} # the relays to run
 GEN="$BUILD/tests/bench/relay_gen"
 WORKER="$BUILD/tests/bench/worker_relay"
 CEIL="$BUILD/tests/bench/ceiling_relay"
@@ -73,9 +75,9 @@ HAVE_VOXD=0
 # the voxd rows hold one WebSocket per participant on each side: raise the soft fd limit
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-# start_static BIN N R: a static-topology relay; sets RELAY_PID, RELAY_PORT, RSS_BASE
+# start_static BIN N R [ARGS...]: a static-topology relay; sets RELAY_PID, RELAY_PORT, RSS_BASE
 start_static() {
-    "$1" --port 0 --participants "$2" --room-size "$3" >"$TMP/relay.out" 2>"$TMP/relay.err" &
+    "$1" --port 0 --participants "$2" --room-size "$3" "${@:4}" >"$TMP/relay.out" 2>"$TMP/relay.err" &
     RELAY_PID=$!
     for _ in $(seq 300); do
         grep -q '^READY' "$TMP/relay.out" 2>/dev/null && break
@@ -148,6 +150,8 @@ one_run() {
         args=(--mode static --relay "127.0.0.1:$RELAY_PORT" --rss-base-kb "$RSS_BASE") ;;
     ceiling) start_static "$CEIL" "$n" "$r" || return 1
         args=(--mode static --relay "127.0.0.1:$RELAY_PORT" --rss-base-kb "$RSS_BASE") ;;
+    ceiling-libsrtp) start_static "$CEIL" "$n" "$r" --hmac libsrtp || return 1
+        args=(--mode static --relay "127.0.0.1:$RELAY_PORT" --rss-base-kb "$RSS_BASE") ;;
     rtpengine) start_rtpengine || return 1
         args=(--mode rtpengine --ng "127.0.0.1:$NG_PORT") ;;
     voxd) start_voxd || return 1
@@ -178,7 +182,7 @@ cell() {
     awk '{ for (i = 3; i <= NF; i++) if ($i ~ /^out_pps_per_cpu=/) { split($i, a, "="); print a[2], NR } }' \
         "$TMP/runs" | sort -n | awk '{ l[NR] = $2 } END { print l[int((NR + 1) / 2)] }' >"$TMP/pick"
     sed -n "$(cat "$TMP/pick")p" "$TMP/runs" >>"$TMP/rows"
-    tail -n1 "$TMP/rows" | sed 's/ RESULT / /' | awk '{ printf "   %-3s %-9s", $1, $2; for (i = 3; i <= NF; i++) if ($i ~ /^(participants|delivered|out_pps_per_cpu|loss_pct|relay_cpu_pct|p99_us|gen_cpu_pct)=/) printf " %s", $i; print "" }'
+    tail -n1 "$TMP/rows" | sed 's/ RESULT / /' | awk '{ printf "   %-3s %-16s", $1, $2; for (i = 3; i <= NF; i++) if ($i ~ /^(participants|delivered|out_pps_per_cpu|loss_pct|relay_cpu_pct|p99_us|gen_cpu_pct)=/) printf " %s", $i; print "" }'
 }
 
 get() { # get SCENARIO RELAY KEY
@@ -202,6 +206,7 @@ echo "   worker: voxd's rtp_worker alone with a static topology (no signalling)"
 [ "$HAVE_VOXD" = 1 ] && cell a voxd "$PARTS" 2 2
 cell a worker "$PARTS" 2 2
 cell a ceiling "$PARTS" 2 2
+cell a ceiling-libsrtp "$PARTS" 2 2
 [ "$HAVE_RTPENGINE" = 1 ] && cell a rtpengine "$PARTS" 2 2
 [ "$HAVE_VOXD" = 1 ] && cell b voxd "$PARTS" 10 1
 cell b worker "$PARTS" 10 1
@@ -229,10 +234,10 @@ while [ "$HAVE_VOXD" = 1 ] && [ "$n" -le "$RAMP_MAX" ]; do
 done
 
 echo
-printf '%-4s %-10s %7s %12s %8s %7s %9s %9s %9s %6s %6s\n' scen relay parts out/cpu-s loss% kdrops p50_us p99_us KiB/part cpu% gen%
+printf '%-4s %-16s %7s %12s %8s %7s %9s %9s %9s %6s %6s\n' scen relay parts out/cpu-s loss% kdrops p50_us p99_us KiB/part cpu% gen%
 awk '{
     delete v; for (i = 3; i <= NF; i++) { split($i, a, "="); v[a[1]] = a[2] }
-    printf "%-4s %-10s %7s %12.0f %8.4f %7s %9.1f %9.1f %9.2f %6.1f %6.1f\n", $1, $2, v["participants"],
+    printf "%-4s %-16s %7s %12.0f %8.4f %7s %9.1f %9.1f %9.2f %6.1f %6.1f\n", $1, $2, v["participants"],
         v["out_pps_per_cpu"], v["loss_pct"], v["kdrops"], v["p50_us"], v["p99_us"],
         v["mem_per_part_kib"], v["relay_cpu_pct"], v["gen_cpu_pct"]
 }' "$TMP/rows"
@@ -257,9 +262,10 @@ ratio "(b) voxd / worker alone" b voxd b worker
 ratio "(c) voxd / worker alone" c voxd c worker
 ratio "(a) worker / rtpengine" a worker a rtpengine
 ratio "(a) ceiling / rtpengine" a ceiling a rtpengine
+ratio "(a) ceiling / ceiling-libsrtp  (D35's HMAC)" a ceiling a ceiling-libsrtp
 if [ -n "$d_best" ]; then
     echo "   (d) voxd: most participants seen at <= 80 % of its media worker's core without loss: $d_best (rooms of 10, 1 speaker); KiB per participant there: $(get "d$d_best" voxd mem_per_part_kib)"
-elif [ "$HAVE_VOXD" = 1 ]; then
+elif [ "$HAVE_VOXD" = 1 ] && case " $CELLS " in *" d "*) true ;; *) false ;; esac; then
     echo "   (d) voxd: no ramp step stayed under 80 % of a core without loss"
 fi
 echo "   voxd's KiB/part is the whole node's RSS delta (signalling, WebSockets, media) / participants"

@@ -8,12 +8,17 @@
  * (it latches listeners) and dropped. Static topology of tests/bench/relay/rb.h: room size 2 is
  * fan-out 1 (a 1:1 call), room size 10 with one speaker fan-out 9.
  *
- *   ceiling_relay --port P --participants N --room-size R [--seed S]
+ *   ceiling_relay --port P --participants N --room-size R [--seed S] [--hmac voxd|libsrtp]
+ *
+ * --hmac voxd (the default) runs libsrtp with voxd's HMAC-SHA1 (rtp_srtp_init, rtp/rtp_hmac.c,
+ * D35), the SRTP voxd's worker runs, so voxd ÷ ceiling measures what the relay does around the
+ * crypto; --hmac libsrtp keeps libsrtp's own OpenSSL glue (the "ceiling-libsrtp" row).
  *
  * Prints "READY port=P rss_empty_kb=A rss_kb=B participants=N" once its sessions exist, runs
  * until SIGTERM/SIGINT, prints its counters to stderr. Allocates nothing per packet (libsrtp's
  * HMAC on OpenSSL 3 does, as in the worker; docs/media.md).
  */
+#include "rtp/rtp.h"
 #include "tests/bench/relay/rb.h"
 
 #include <arpa/inet.h>
@@ -94,10 +99,12 @@ int main(int argc, char **argv)
         {"participants", 1, 0, 'n'},
         {"room-size", 1, 0, 'r'},
         {"seed", 1, 0, 'S'},
+        {"hmac", 1, 0, 'H'},
         {0, 0, 0, 0},
     };
     unsigned long port = 0, n = 1000, room = 2;
     uint64_t seed = 0x5eed;
+    bool stock_hmac = false;
     int c;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
@@ -113,8 +120,16 @@ int main(int argc, char **argv)
         case 'S':
             seed = strtoull(optarg, NULL, 0);
             break;
+        case 'H':
+            if (strcmp(optarg, "voxd") && strcmp(optarg, "libsrtp")) {
+                fprintf(stderr, "ceiling_relay: --hmac voxd|libsrtp\n");
+                return 2;
+            }
+            stock_hmac = !strcmp(optarg, "libsrtp");
+            break;
         default:
-            fprintf(stderr, "usage: ceiling_relay --port P --participants N --room-size R\n");
+            fprintf(stderr, "usage: ceiling_relay --port P --participants N --room-size R "
+                            "[--seed S] [--hmac voxd|libsrtp]\n");
             return 2;
         }
     }
@@ -124,7 +139,7 @@ int main(int argc, char **argv)
     }
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
-    if (srtp_init() != srtp_err_status_ok) return 1;
+    if (stock_hmac ? srtp_init() != srtp_err_status_ok : rtp_srtp_init() != 0) return 1;
 
     int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
     int big = 16 << 20;
