@@ -37,7 +37,8 @@ PARTS=${PARTS:-1000}
 ROOM_C=${ROOM_C:-503}
 RAMP_START=${RAMP_START:-1000}
 RAMP_MAX=${RAMP_MAX:-16000}
-CELLS=${CELLS:-a b c d} # the scenarios to run (a subset for a quick look, e.g. CELLS=a)
+MEM_PARTS=${MEM_PARTS:-10000} # (m): the memory figure's participants (rooms of 10, 100 with a speaker)
+CELLS=${CELLS:-a b c d m} # the scenarios to run (a subset for a quick look, e.g. CELLS=a)
 RELAYS=${RELAYS:-voxd worker ceiling ceiling-libsrtp rtpengine} # the relays to run
 GEN="$BUILD/tests/bench/relay_gen"
 WORKER="$BUILD/tests/bench/worker_relay"
@@ -142,9 +143,9 @@ EOF
     return 1
 }
 
-# one_run SCENARIO RELAY N R K: appends "SCENARIO RELAY <RESULT line>" to $TMP/runs
+# one_run SCENARIO RELAY N R K [GEN_ARGS...]: appends "SCENARIO RELAY <RESULT line>" to $TMP/runs
 one_run() {
-    local sc=$1 relay=$2 n=$3 r=$4 k=$5 args=()
+    local sc=$1 relay=$2 n=$3 r=$4 k=$5 args=() extra=("${@:6}")
     case $relay in
     worker) start_static "$WORKER" "$n" "$r" || return 1
         args=(--mode static --relay "127.0.0.1:$RELAY_PORT" --rss-base-kb "$RSS_BASE") ;;
@@ -161,7 +162,8 @@ one_run() {
     esac
     local line
     if line=$("$GEN" "${args[@]}" --relay-pid "$RELAY_PID" --participants "$n" --room-size "$r" \
-        --speakers "$k" --seconds "$SECS" --warmup "$WARMUP" --label "$sc" 2>"$TMP/gen.err"); then
+        --speakers "$k" --seconds "$SECS" --warmup "$WARMUP" --label "$sc" "${extra[@]}" \
+        2>"$TMP/gen.err"); then
         echo "$sc $relay $line" >>"$TMP/runs"
     else
         echo "   ($relay $sc: relay_gen failed: $(tail -n1 "$TMP/gen.err"))"
@@ -233,6 +235,11 @@ while [ "$HAVE_VOXD" = 1 ] && [ "$n" -le "$RAMP_MAX" ]; do
     n=$((n * 2))
 done
 
+# (m) memory at MEM_PARTS connected participants (spec: RSS delta at 10k): every one joined over
+# RPC + voice WebSocket, latched (RTCP) and heartbeated; 100 rooms of 10 have a speaker, the rest
+# listen, so the packet rate stays that of (b) while the node holds all the sessions
+[ "$HAVE_VOXD" = 1 ] && RUNS=1 cell m voxd "$MEM_PARTS" 10 1 --active-rooms 100
+
 echo
 printf '%-4s %-16s %7s %12s %8s %7s %9s %9s %9s %6s %6s\n' scen relay parts out/cpu-s loss% kdrops p50_us p99_us KiB/part cpu% gen%
 awk '{
@@ -268,5 +275,11 @@ if [ -n "$d_best" ]; then
 elif [ "$HAVE_VOXD" = 1 ] && case " $CELLS " in *" d "*) true ;; *) false ;; esac; then
     echo "   (d) voxd: no ramp step stayed under 80 % of a core without loss"
 fi
+m_kib=$(get m voxd mem_per_part_kib)
+[ -n "$m_kib" ] && echo "   (m) voxd: KiB per connected participant at $MEM_PARTS participants (RSS delta, whole node): $m_kib  (floor 64, target 16)"
+# the ramp step nearest 50 % of the media worker's core: the latency floor is stated there
+awk -v best=999 '$1 ~ /^d[0-9]/ && $2 == "voxd" { delete v; for (i = 3; i <= NF; i++) { split($i, a, "="); v[a[1]] = a[2] }
+    d = v["relay_cpu_pct"] - 50; if (d < 0) d = -d; if (d < best) { best = d; line = sprintf("   (d) voxd: p50 / p99 added latency at the ramp step nearest 50 %% load (%s participants, %.1f %%): %.0f / %.0f us  (floor p99 < 1,000, target < 300)", v["participants"], v["relay_cpu_pct"], v["p50_us"], v["p99_us"]) } }
+    END { if (line != "") print line }' "$TMP/rows"
 echo "   voxd's KiB/part is the whole node's RSS delta (signalling, WebSockets, media) / participants"
 echo "   note: when gen% nears 100 the generator, not the relay, limits the offered load"

@@ -7,9 +7,11 @@
  *             --seconds D [--warmup W] [--relay-pid PID [--relay-threads PREFIX]]
  *             [--relay 127.0.0.1:P | --ng 127.0.0.1:P |
  *              --rpc 127.0.0.1:P --secret-file F [--guild ID | --guild-per-room]]
- *             [--rss-base-kb K] [--label TEXT]
+ *             [--rss-base-kb K] [--label TEXT] [--active-rooms M]
  *
- * How it works. Participant i is in room i / R and speaks when i % R < K. Every participant has
+ * How it works. Participant i is in room i / R and speaks when i % R < K and its room is one of
+ * the first M (--active-rooms, default all: the rest only listen, for a memory figure with many
+ * connected participants and a bounded packet rate). Every participant has
  * its own source address — 127.1.0.1 + i, on loopback, with one UDP port shared by all — so a
  * relay that latches per source address sees N distinct peers, while the generator needs only
  * one socket: it sends with IP_PKTINFO (the source address per datagram) in sendmmsg batches and
@@ -32,7 +34,9 @@
  * (/proc/net/snmp, system-wide) and the relay's RSS are read. Loss compares what was delivered
  * with what should have been: each voiced packet sent in the window is expected at every other
  * member of its room (R - 1 receivers; speakers per room must not exceed the relay's slots).
- * No allocation after setup; bounded in participants (RB_MAX_PARTS) and time.
+ * No allocation after setup; bounded in participants (RB_MAX_PARTS) and time. Its SRTP is
+ * libsrtp with voxd's HMAC-SHA1 (rtp_srtp_init, D35): the cheaper the generator, the less it
+ * competes with the relay for the two cores; the relays' figures do not depend on it.
  */
 #include "client/vc.h"
 #include "lib/util.h"
@@ -68,7 +72,7 @@
 typedef struct opts {
     const char *mode, *relay, *ng, *rpc, *secret_file, *guild, *label, *relay_threads;
     bool guild_per_room;
-    uint32_t n, room_size, speakers;
+    uint32_t n, room_size, speakers, active_rooms; /* active_rooms 0: all */
     double seconds, warmup;
     int relay_pid;
     long rss_base_kb;
@@ -578,7 +582,7 @@ static void usage(void)
             "       --speakers K --seconds D [--warmup W] [--relay-pid PID] [--relay ADDR:PORT]\n"
             "       [--relay-threads PREFIX] [--ng ADDR:PORT]\n"
             "       [--rpc ADDR:PORT --secret-file F [--guild ID | --guild-per-room]] [--seed S]\n"
-            "       [--rss-base-kb K] [--label TEXT] [--verbose]\n");
+            "       [--rss-base-kb K] [--label TEXT] [--active-rooms M] [--verbose]\n");
     exit(2);
 }
 
@@ -603,6 +607,7 @@ static void parse_opts(int argc, char **argv, opts *o)
         {"label", 1, 0, 'l'},
         {"seed", 1, 0, 's'},
         {"verbose", 0, 0, 'v'},
+        {"active-rooms", 1, 0, 'A'},
         {0, 0, 0, 0},
     };
     *o = (opts){.mode = "static",
@@ -672,6 +677,10 @@ static void parse_opts(int argc, char **argv, opts *o)
         case 'v':
             o->verbose = true;
             break;
+        case 'A':
+            o->active_rooms = (uint32_t)strtoul(optarg, NULL, 10);
+            if (o->active_rooms < 1) usage();
+            break;
         default:
             usage();
         }
@@ -686,7 +695,7 @@ int main(int argc, char **argv)
 {
     opts o;
     parse_opts(argc, argv, &o);
-    if (srtp_init() != srtp_err_status_ok) die("srtp_init");
+    if (rtp_srtp_init() != 0) die("srtp_init");
 
     run *r = xcalloc(1, sizeof *r);
     r->g = (gen_ctx){
@@ -705,7 +714,8 @@ int main(int argc, char **argv)
         gen_part *p = &r->g.parts[i];
         p->idx = i;
         p->group = rb_room_of(i, o.room_size);
-        p->speaker = i % o.room_size < o.speakers;
+        p->speaker = i % o.room_size < o.speakers &&
+                     (!o.active_rooms || p->group < o.active_rooms);
         p->src = (struct sockaddr_in){.sin_family = AF_INET,
                                       .sin_port = htons(r->g.port),
                                       .sin_addr.s_addr = htonl(ADDR_BASE + i)};
