@@ -151,6 +151,7 @@ struct rtp_worker {
 
     wroom *rooms;
     part *parts;
+    uint32_t parts_end; /* one past the highest used index: scans stop there, not at the bound */
     u32map by_ssrc, by_handle, by_room;
     u32map by_ufrag, by_addr; /* webrtc: our ufrag's value; a hash of the ICE address */
     uint32_t *hs;             /* webrtc: participants in a DTLS handshake (indexes) */
@@ -425,7 +426,7 @@ static void drain_changes(rtp_worker *w)
                               w->changes[k].has_speaker, w->changes[k].speaker);
         if (!resend) continue;
         /* the room's ring overflowed: every listener's every slot, as it is now */
-        for (uint32_t p = 0; p < w->cfg.max_participants; p++) {
+        for (uint32_t p = 0; p < w->parts_end; p++) {
             part *pt = &w->parts[p];
             if (!pt->used || pt->room != r) continue;
             for (unsigned s = 0; s < rtp_room_n_slots(r->room); s++) {
@@ -479,7 +480,7 @@ static int room_grow(rtp_worker *w, wroom *r)
     int rc = rtp_room_create(&cfg, &nr);
     if (rc < 0) return rc;
     uint32_t now_rtp = (uint32_t)uv_now(&w->loop) * 48u;
-    for (uint32_t i = 0; i < w->cfg.max_participants; i++) {
+    for (uint32_t i = 0; i < w->parts_end; i++) {
         part *pt = &w->parts[i];
         if (!pt->used || pt->room != r) continue;
         rtp_room_slot_cfg next[RTP_ROOM_MAX_SLOTS];
@@ -572,6 +573,7 @@ static int do_add(rtp_worker *w, const cmd *c)
         return rc;
     }
     pt->used = true;
+    if (idx >= w->parts_end) w->parts_end = idx + 1;
     pt->flags = p->flags;
     pt->transport = p->transport;
     pt->level_id = p->level_ext_id ? p->level_ext_id : w->cfg.level_ext_id;
@@ -656,6 +658,8 @@ static void part_drop(rtp_worker *w, part *pt)
         wrtc_dtls_free(pt->dtls);
     }
     explicit_bzero(pt, sizeof *pt);
+    while (w->parts_end > 0 && !w->parts[w->parts_end - 1].used)
+        w->parts_end--;
 }
 
 static void on_closed(uv_handle_t *h)
@@ -1196,7 +1200,7 @@ static void on_timer(uv_timer_t *t)
     if (lag > w->st.loop_lag_max_ns) w->st.loop_lag_max_ns = lag;
     w->timer_due_ns = hr + uv_timer_get_repeat(t) * 1000000u;
     uint64_t now = uv_now(&w->loop);
-    for (uint32_t i = 0; i < w->cfg.max_participants; i++) {
+    for (uint32_t i = 0; i < w->parts_end; i++) {
         part *pt = &w->parts[i];
         if (!pt->used || !pt->latched || pt->silent_sent) continue;
         if (now - pt->last_rx_ms < w->cfg.silence_ms) continue;
@@ -1247,7 +1251,7 @@ static int open_socket(rtp_worker *w)
 static void worker_free_mem(rtp_worker *w)
 {
     if (w->parts)
-        for (uint32_t i = 0; i < w->cfg.max_participants; i++)
+        for (uint32_t i = 0; i < w->parts_end; i++)
             if (w->parts[i].used) {
                 if (w->parts[i].keyed) {
                     srtp_dealloc(w->parts[i].in);

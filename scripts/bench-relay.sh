@@ -24,7 +24,7 @@
 # SO_RCVBUFFORCE/SO_SNDBUFFORCE when run as root (SO_RCVBUF, capped by net.core.rmem_max,
 # otherwise). Kernel drops are system-wide (/proc/net/snmp UdpRcvbufErrors during the window).
 #
-#   BUILD=build RUNS=3 SECONDS_PER_RUN=5 PARTS=1000 RAMP_MAX=16000 ./scripts/bench-relay.sh
+#   BUILD=build RUNS=3 SECONDS_PER_RUN=5 PARTS=1000 RAMP_STEPS="1000 2000" ./scripts/bench-relay.sh
 #   CELLS="a" RELAYS="voxd rtpengine" ./scripts/bench-relay.sh    (a quick look at a subset)
 set -euo pipefail
 
@@ -35,8 +35,7 @@ SECS=${SECONDS_PER_RUN:-5}
 WARMUP=${WARMUP:-1.5}
 PARTS=${PARTS:-1000}
 ROOM_C=${ROOM_C:-503}
-RAMP_START=${RAMP_START:-1000}
-RAMP_MAX=${RAMP_MAX:-16000}
+RAMP_STEPS=${RAMP_STEPS:-1000 2000 3000 4000 6000 8000 12000 16000} # (d)'s participant counts
 MEM_PARTS=${MEM_PARTS:-10000} # (m): the memory figure's participants (rooms of 10, 100 with a speaker)
 CELLS=${CELLS:-a b c d m} # the scenarios to run (a subset for a quick look, e.g. CELLS=a)
 RELAYS=${RELAYS:-voxd worker ceiling ceiling-libsrtp rtpengine} # the relays to run
@@ -217,12 +216,13 @@ cell b ceiling "$PARTS" 10 1
 cell c worker "$ROOM_C" "$ROOM_C" 3
 cell c ceiling "$ROOM_C" "$ROOM_C" 3
 
-# (d) ramp, voxd: rooms of 10, one speaker; double until 80 % of its media worker's core, loss
-# >= 0.5 % or the cap (one run per step)
-n=$RAMP_START
+# (d) ramp, voxd: rooms of 10, one speaker; RAMP_STEPS participants in turn until 80 % of its
+# media worker's core or loss >= 0.5 % (one run per step)
 d_best=
-case " $CELLS " in *" d "*) ;; *) n=$((RAMP_MAX + 1)) ;; esac
-while [ "$HAVE_VOXD" = 1 ] && [ "$n" -le "$RAMP_MAX" ]; do
+steps=$RAMP_STEPS
+case " $CELLS " in *" d "*) ;; *) steps= ;; esac
+[ "$HAVE_VOXD" = 1 ] || steps=
+for n in $steps; do
     : >"$TMP/runs"
     one_run "d$n" voxd "$n" 10 1 || true
     [ -s "$TMP/runs" ] || break
@@ -232,7 +232,6 @@ while [ "$HAVE_VOXD" = 1 ] && [ "$n" -le "$RAMP_MAX" ]; do
     echo "   d   voxd      participants=$n relay_cpu_pct=$cpu loss_pct=$loss out_pps_per_cpu=$(get "d$n" voxd out_pps_per_cpu) mem_per_part_kib=$(get "d$n" voxd mem_per_part_kib) gen_cpu_pct=$(get "d$n" voxd gen_cpu_pct)"
     if awk -v c="$cpu" -v l="$loss" 'BEGIN { exit !(c <= 80 && l < 0.5) }'; then d_best=$n; fi
     awk -v c="$cpu" -v l="$loss" 'BEGIN { exit !(c >= 80 || l >= 0.5) }' && break
-    n=$((n * 2))
 done
 
 # (m) memory at MEM_PARTS connected participants (spec: RSS delta at 10k): every one joined over
