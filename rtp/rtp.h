@@ -511,10 +511,10 @@ typedef struct rtp_worker_event {
 /* Moves up to cap queued events into out, oldest first; returns how many. */
 size_t rtp_worker_events(rtp_worker *w, rtp_worker_event *out, size_t cap);
 
-#define RTP_WORKER_LAT_N 10
+#define RTP_WORKER_LAT_N 12
 #define RTP_WORKER_LAT_BOUNDS_US                                                                   \
     {                                                                                              \
-        10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000                                         \
+        10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 100000                          \
     }
 
 /* Counters, written only by the worker thread. rtp_worker_stats() copies them with plain loads:
@@ -545,8 +545,10 @@ typedef struct rtp_worker_stats {
     uint64_t dtls_failed;    /* handshakes failed (fingerprint, profile, timeout, alert) */
     uint64_t drop_dtls;      /* DTLS from an address with no transport, or after failure */
     uint64_t room_grows;     /* a full room replaced by a larger one */
-    /* forwarding latency: from the recvmmsg that read a packet to the sendmmsg that sent its
-     * copies, per sent datagram, in buckets of RTP_WORKER_LAT_BOUNDS_US (last: above) */
+    /* forwarding latency: from the kernel's receipt of a packet (SO_TIMESTAMPNS; the recvmmsg
+     * that read it if unstamped) to the sendmmsg that sent a copy, per forwarded datagram, in
+     * buckets of RTP_WORKER_LAT_BOUNDS_US (last: above); the relay's whole share of the delay,
+     * time queued in its socket included */
     uint64_t fwd_lat[RTP_WORKER_LAT_N + 1];
     uint64_t fwd_lat_sum_ns;
     uint64_t loop_lag_ns;     /* the last lateness of the worker's timer (loop lag) */

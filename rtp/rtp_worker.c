@@ -160,7 +160,7 @@ struct rtp_worker {
     uint32_t *dirty; /* indexes of rooms with possibly queued slot changes */
     uint32_t ndirty;
     rtp_room_change *changes;
-    uint64_t rx_t0_ns;     /* when the current batch was read (forwarding latency) */
+    uint64_t rx_read_ns;   /* CLOCK_REALTIME when the current batch was read (no kernel stamp) */
     uint64_t timer_due_ns; /* when the timer should fire next (loop lag) */
 
     /* receive batch */
@@ -168,11 +168,16 @@ struct rtp_worker {
     struct mmsghdr rx_msg[RTP_WORKER_BATCH];
     struct iovec rx_iov[RTP_WORKER_BATCH];
     struct sockaddr_storage rx_addr[RTP_WORKER_BATCH];
+    union {
+        char buf[CMSG_SPACE(sizeof(struct timespec))];
+        struct cmsghdr align;
+    } rx_ctl[RTP_WORKER_BATCH]; /* SO_TIMESTAMPNS: when the kernel received the datagram */
 
     /* send queue */
     uint8_t (*tx_buf)[RTP_WORKER_BUF];
     struct mmsghdr tx_msg[RTP_WORKER_OUT];
     struct iovec tx_iov[RTP_WORKER_OUT];
+    uint64_t tx_arrival_ns[RTP_WORKER_OUT]; /* its source's arrival (realtime ns); 0: not media */
     size_t tx_len;
 
     rtp_room_dest *dests;
@@ -733,6 +738,7 @@ static void on_async(uv_async_t *a)
 typedef struct pkt_ctx {
     uint8_t *buf;
     int len;
+    uint64_t arrival_ns; /* CLOCK_REALTIME: the kernel's receive stamp, else when it was read */
     const struct sockaddr_storage *from;
     socklen_t from_len;
     part *src;
@@ -743,19 +749,25 @@ typedef struct pkt_ctx {
 
 static const uint64_t lat_bounds_us[RTP_WORKER_LAT_N] = RTP_WORKER_LAT_BOUNDS_US;
 
-static void lat_observe(rtp_worker *w, uint64_t ns, uint64_t count)
+static uint64_t realtime_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+static void lat_observe(rtp_worker *w, uint64_t ns)
 {
     unsigned b = 0;
     while (b < RTP_WORKER_LAT_N && ns > lat_bounds_us[b] * 1000)
         b++;
-    w->st.fwd_lat[b] += count;
-    w->st.fwd_lat_sum_ns += ns * count;
+    w->st.fwd_lat[b]++;
+    w->st.fwd_lat_sum_ns += ns;
 }
 
 static void tx_flush(rtp_worker *w)
 {
     size_t off = 0;
-    size_t sent = 0;
     while (off < w->tx_len) {
         int n = sendmmsg(w->fd, &w->tx_msg[off], (unsigned)(w->tx_len - off), 0);
         if (n < 0) {
@@ -768,11 +780,14 @@ static void tx_flush(rtp_worker *w)
         for (int i = 0; i < n; i++)
             w->st.tx_bytes += w->tx_msg[off + i].msg_len;
         w->st.tx_datagrams += (uint64_t)n;
+        uint64_t now = realtime_ns();
+        for (int i = 0; i < n; i++) {
+            uint64_t a = w->tx_arrival_ns[off + (size_t)i];
+            if (a) lat_observe(w, now > a ? now - a : 0); /* 0 after a clock step back */
+        }
         off += (size_t)n;
-        sent += (size_t)n;
     }
     w->tx_len = 0;
-    if (sent) lat_observe(w, uv_hrtime() - w->rx_t0_ns, sent);
 }
 
 static void latch(rtp_worker *w, pkt_ctx *c)
@@ -844,6 +859,7 @@ static void stage_forward(rtp_worker *w, pkt_ctx *c, const rtp_room_dest *d)
     w->tx_iov[w->tx_len].iov_len = (size_t)len;
     m->msg_hdr.msg_name = &to->addr;
     m->msg_hdr.msg_namelen = to->addr_len;
+    w->tx_arrival_ns[w->tx_len] = c->arrival_ns;
     w->tx_len++;
 }
 
@@ -962,6 +978,7 @@ static void tx_queue_to(rtp_worker *w, const uint8_t *data, size_t len,
     w->tx_iov[w->tx_len].iov_len = len;
     w->tx_msg[w->tx_len].msg_hdr.msg_name = (void *)to;
     w->tx_msg[w->tx_len].msg_hdr.msg_namelen = to_len;
+    w->tx_arrival_ns[w->tx_len] = 0; /* ours, not forwarded media: not in the latency histogram */
     w->tx_len++;
 }
 
@@ -1158,6 +1175,21 @@ static void stage_demux(rtp_worker *w, pkt_ctx *c)
     }
 }
 
+/* The kernel's receive time of a datagram (SO_TIMESTAMPNS), so the forwarding latency includes
+ * the time it waited in the socket; the batch's read time if the stamp is missing. */
+static uint64_t rx_arrival(const rtp_worker *w, const struct msghdr *m)
+{
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR((struct msghdr *)m, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS &&
+            c->cmsg_len >= CMSG_LEN(sizeof(struct timespec))) {
+            struct timespec ts;
+            memcpy(&ts, CMSG_DATA(c), sizeof ts);
+            uint64_t ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+            return ns && ns <= w->rx_read_ns ? ns : w->rx_read_ns;
+        }
+    return w->rx_read_ns;
+}
+
 static void on_readable(uv_poll_t *h, int status, int events)
 {
     rtp_worker *w = h->data;
@@ -1166,16 +1198,18 @@ static void on_readable(uv_poll_t *h, int status, int events)
         for (int i = 0; i < RTP_WORKER_BATCH; i++) {
             w->rx_iov[i].iov_len = RTP_WORKER_MTU;
             w->rx_msg[i].msg_hdr.msg_namelen = sizeof w->rx_addr[i];
+            w->rx_msg[i].msg_hdr.msg_controllen = sizeof w->rx_ctl[i];
             w->rx_msg[i].msg_hdr.msg_flags = 0;
         }
         int n = recvmmsg(w->fd, w->rx_msg, RTP_WORKER_BATCH, MSG_DONTWAIT, NULL);
         if (n <= 0) break; /* EAGAIN (or an error the next readable event will show again) */
-        w->rx_t0_ns = uv_hrtime();
+        w->rx_read_ns = realtime_ns();
         w->st.rx_batches++;
         w->st.rx_datagrams += (uint64_t)n;
         for (int i = 0; i < n; i++) {
             pkt_ctx c = {.buf = w->rx_buf[i],
                          .len = (int)w->rx_msg[i].msg_len,
+                         .arrival_ns = rx_arrival(w, &w->rx_msg[i].msg_hdr),
                          .from = &w->rx_addr[i],
                          .from_len = w->rx_msg[i].msg_hdr.msg_namelen};
             w->st.rx_bytes += (uint64_t)c.len;
@@ -1245,6 +1279,9 @@ static int open_socket(rtp_worker *w)
         int pmtu = IP_PMTUDISC_PROBE;
         setsockopt(w->fd, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof pmtu);
     }
+    /* best effort: the kernel's receive time of each datagram, for the forwarding latency */
+    int on = 1;
+    setsockopt(w->fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on);
     return 0;
 }
 
@@ -1321,6 +1358,7 @@ int rtp_worker_new(const rtp_worker_config *cfg, rtp_worker **out)
         w->rx_msg[i].msg_hdr.msg_iov = &w->rx_iov[i];
         w->rx_msg[i].msg_hdr.msg_iovlen = 1;
         w->rx_msg[i].msg_hdr.msg_name = &w->rx_addr[i];
+        w->rx_msg[i].msg_hdr.msg_control = w->rx_ctl[i].buf;
     }
     for (int i = 0; i < RTP_WORKER_OUT; i++) {
         w->tx_iov[i].iov_base = w->tx_buf[i];
@@ -1362,8 +1400,12 @@ int rtp_worker_inject(rtp_worker *w, const uint8_t *buf, size_t len, const struc
     size_t n = len < RTP_WORKER_MTU ? len : RTP_WORKER_MTU;
     if (n) memcpy(w->rx_buf[0], buf, n);
     memcpy(&w->rx_addr[0], from, from_len);
-    pkt_ctx c = {.buf = w->rx_buf[0], .len = (int)n, .from = &w->rx_addr[0], .from_len = from_len};
-    w->rx_t0_ns = uv_hrtime();
+    w->rx_read_ns = realtime_ns();
+    pkt_ctx c = {.buf = w->rx_buf[0],
+                 .len = (int)n,
+                 .arrival_ns = w->rx_read_ns,
+                 .from = &w->rx_addr[0],
+                 .from_len = from_len};
     w->st.rx_batches++;
     w->st.rx_datagrams++;
     w->st.rx_bytes += n;
