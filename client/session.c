@@ -17,6 +17,16 @@
  *
  * Outgoing messages wait in a bounded queue (VC_QMAX) and leave one per WRITEABLE callback, with
  * LWS_PRE bytes of headroom (lws' rule). Incoming messages are reassembled up to VC_RX_MAX.
+ *
+ * Our close of an open WebSocket (1000, a goodbye: D27) starts in the wsi's TIMER callback, not
+ * in WRITEABLE. Debian's lws 4.1.6 is built with _DEBUG, and on the libuv event loop a WRITEABLE
+ * callback that returns -1 gets its connection closed twice (lws_service_fd()'s "uv repeat
+ * test"): the first close queues the close frame, the second finds it queued and drops the socket
+ * before it is written, so the node saw a lost transport and reaped it after --transport-reap. The
+ * TIMER path closes once; lws then writes the frame and waits for the node's echo, each step
+ * bounded by lws' 5 s close timeouts (voice/voicews.c ends its sessions the same way). A close
+ * usually starts outside lws (our duration timer, a signal), and lws' libuv glue re-arms its timer
+ * only after its own I/O: lws_cancel_service() (a byte on lws' event pipe) is that I/O.
  */
 #include "client/session.h"
 
@@ -68,7 +78,8 @@ struct vc_session {
     int phase;
     struct lws *wsi;
     bool closing;        /* vc_session_close() or a failure: no more messages, no reconnect */
-    bool ws_close_sent;  /* a close frame is due on the next WRITEABLE */
+    bool ws_open;        /* the WebSocket handshake completed (CLIENT_ESTABLISHED) */
+    bool ws_close_due;   /* our close frame starts in the next TIMER callback */
     bool ended;          /* VC_EV_CLOSED is scheduled */
     bool identified;     /* Ready seen at least once: a reconnect Resumes */
     bool in_connect;     /* inside lws_client_connect_via_info() */
@@ -309,11 +320,15 @@ static void s_fail(vc_session *s, int err, const char *fmt, ...)
     }
     if (!s->wsi) {
         s_schedule_end(s);
-    } else if (s->phase == P_WS) {
-        s->ws_close_sent = true;
-        lws_callback_on_writable(s->wsi);
-    } else {
+    } else if (s->phase == P_WS && s->ws_open) {
+        if (!s->ws_close_due) { /* see the top of this file */
+            s->ws_close_due = true;
+            lws_set_timer_usecs(s->wsi, 1);
+            lws_cancel_service(s->n->lws);
+        }
+    } else { /* the RPC, or a WebSocket still connecting: nothing to say goodbye on */
         lws_set_timeout(s->wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
+        lws_cancel_service(s->n->lws);
     }
 }
 
@@ -404,7 +419,8 @@ static int ws_connect(vc_session *s)
     s->phase = P_WS;
     s->rx_len = 0;
     s->rx_over = false;
-    s->ws_close_sent = false;
+    s->ws_open = false;
+    s->ws_close_due = false;
     s_connect(s, &ci);
     free(host);
     return 0;
@@ -702,11 +718,19 @@ static int lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         if (!s->rpc_done && !s->closing) rpc_reply(s);
         return -1; /* one request per connection */
     case LWS_CALLBACK_CLOSED_CLIENT_HTTP:
-        if (s->phase == P_RPC && s->wsi == wsi) s_wsi_gone(s);
+        /* also the voice WebSocket's, closed before its handshake completed (lws' 5 s timeout,
+         * or our kill): lws 4.1.6 reports it so, not as CLIENT_CONNECTION_ERROR */
+        if (s->wsi != wsi) return 0;
+        if (s->phase == P_WS) {
+            const char *why = "closed before the handshake completed";
+            conn_error(s, why, strlen(why));
+        }
+        s_wsi_gone(s);
         return 0;
 
     /* -- the voice WebSocket -- */
     case LWS_CALLBACK_CLIENT_ESTABLISHED:
+        s->ws_open = true;
         s->close_code = 0;
         s->close_reason[0] = 0;
         return 0;
@@ -719,11 +743,12 @@ static int lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         if (lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi) && !s->closing)
             on_message(s);
         return 0;
+    case LWS_CALLBACK_TIMER:
+        if (!s->ws_close_due || s->wsi != wsi) return 0;
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, (unsigned char *)"bye", 3);
+        return -1; /* lws writes the close frame, then awaits the node's echo */
     case LWS_CALLBACK_CLIENT_WRITEABLE:
-        if (s->ws_close_sent) {
-            lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, (unsigned char *)"bye", 3);
-            return -1;
-        }
+        if (s->closing) return 0; /* nothing after (or instead of) the close frame */
         if (s->qn) {
             vc_msg *m = s->q[s->qhead];
             s->qhead = (s->qhead + 1) % VC_QMAX;

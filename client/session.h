@@ -137,7 +137,8 @@ typedef void (*vc_session_cb)(vc_session *s, const vc_event *ev, void *arg);
  * RPC fields, a malformed URL or endpoint). Later failures arrive as VC_EV_CLOSED with err. */
 int vc_session_start(vc_net *n, const vc_session_config *cfg, vc_session_cb cb, void *arg,
                      vc_session **out);
-/* Closes with 1000; VC_EV_CLOSED (by_us) follows. Idempotent. */
+/* Closes with 1000, a goodbye (the node removes the connection at once, D27); VC_EV_CLOSED
+ * (by_us) follows once the node echoed the close, or after lws' 5 s close timeouts. Idempotent. */
 void vc_session_close(vc_session *s);
 /* Queues Speaking {"speaking":on} (advisory). 0, or -EAGAIN (queue full) / -ENOTCONN. */
 int vc_session_speaking(vc_session *s, bool on);

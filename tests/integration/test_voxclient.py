@@ -2,7 +2,8 @@
 """
 The voxclient binary as a user and a test drive it: --help, usage errors, a grant obtained over
 the real node's RPC (voice.connect) and the voice WebSocket's Ready, a refused token reported with
-its close code; and the media path end to end against tests/integration/fakenode.py (a stand-in
+its close code, a node that never answers the handshake (given up after lws' 5 s, or at once on
+SIGTERM); and the media path end to end against tests/integration/fakenode.py (a stand-in
 node that forwards SRTP untouched between two paired clients): each client hears the other's tone
 by decoded audio, attributed to the speaker Speaking named, follows a re-sent Session Description
 to another port, reports a close from the node with exit status 1, and a SIGTERM with its report
@@ -10,6 +11,7 @@ and exit status 0. The real node's media path is tests/integration/test_media.py
 """
 import os
 import signal
+import socket
 import sys
 import time
 
@@ -85,6 +87,38 @@ def _():
     rc, rep = VoxClient("--token", "user:1", "--endpoint", ep, "--duration", "5").wait()
     expect(rc == 1 and rep and rep["close"]["code"] == 0 and rep["close"]["reason"],
            "exit %r report %r" % (rc, rep))
+
+
+@case("a node that accepts and never answers the handshake: lws gives up after 5 s (close code 0, "
+      "exit 1); SIGTERM meanwhile ends the run at once (exit 0)")
+def _():
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(4)
+    ep = "127.0.0.1:%d" % ls.getsockname()[1]
+    held = []
+    try:
+        t0 = time.monotonic()
+        c = VoxClient("--token", "user:1", "--endpoint", ep, "--duration", "0", "--no-progress")
+        held.append(ls.accept()[0])
+        rc, rep = c.wait(15)
+        took = time.monotonic() - t0
+        expect(rc == 1 and rep and rep["close"]["code"] == 0 and
+               "closed before the handshake completed" in rep["close"]["reason"],
+               "exit %r report %r" % (rc, rep))
+        expect(took < 5 + 3, "gave up after %.1f s (lws' handshake timeout is 5 s)" % took)
+        c = VoxClient("--token", "user:1", "--endpoint", ep, "--duration", "0", "--no-progress")
+        held.append(ls.accept()[0])
+        t0 = time.monotonic()
+        c.signal(signal.SIGTERM)
+        rc, rep = c.wait(15)
+        took = time.monotonic() - t0
+        expect(rc == 0 and rep and rep["close"] is None, "after SIGTERM: exit %r report %r" % (
+            rc, rep))
+        expect(took < 2, "SIGTERM during the handshake: the run ended %.1f s later" % took)
+    finally:
+        for x in held + [ls]:
+            x.close()
 
 
 def pair(fk, f1, f2, dur, *extra):
