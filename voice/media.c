@@ -393,8 +393,8 @@ static void session_end(media *m, msess *s, int code, const char *reason)
     } else {
         detached_unlink(m, s);
     }
+    worker_remove(m, s); /* before room_unlink, which may queue the room's end (see below) */
     room_unlink(m, s);
-    worker_remove(m, s);
     hmap_dels(m->by_conn, s->conn_id);
     hmap_delu(m->by_handle, s->handle);
     if (s->ssrc) hmap_delu(m->ssrcs, s->ssrc);
@@ -634,18 +634,20 @@ static void conn_touched(media *m, const char *conn_id)
         }
         for (msess *o = from->head; o; o = o->rnext)
             if (o != s) send_op(s, 13, user_json(o));
-        room_unlink(m, s); /* may free `from` */
-        rtp_worker_participant p;
+        /* the worker's command first: room_unlink queues `from`'s DESTROY_ROOM when s was its
+         * last member, and a worker refuses to destroy a room someone is still in */
         s->room = to;
-        fill_participant(s, &p);
         if (to->worker == old_worker) {
+            rtp_worker_participant p;
+            fill_participant(s, &p);
             if (rtp_worker_move_participant(m->workers[old_worker].w, &p) < 0) m->worker_errors++;
+            explicit_bzero(&p, sizeof p);
         } else {
             worker_remove(m, s);
             worker_add(m, s);
         }
-        explicit_bzero(&p, sizeof p);
-        s->room = NULL;
+        s->room = from;
+        room_unlink(m, s); /* may free `from` */
         if (to->worker != old_worker) send_op(s, 4, description(m, s));
         room_link(to, s);
         send_state(m, s, false);

@@ -102,6 +102,10 @@ void vw_end(vw_pss *p, int code, const char *reason)
      * WRITEABLE drops the socket without a close frame): end in the TIMER callback, once the
      * queue is written */
     lws_set_timer_usecs(p->wsi, p->qn ? 20000 : 1);
+    /* lws' libuv glue re-arms its timer only after its own I/O: from outside its callbacks (a
+     * worker event, a uv timer) the close would wait for some other socket's traffic. A byte on
+     * lws' event pipe is such I/O (libvoxclient does the same, client/session.c). */
+    lws_cancel_service(p->n->lws);
 }
 
 void vw_send_json(vw_pss *p, json_t *j)

@@ -336,6 +336,11 @@ def _():
     # the cases above: more than ten sessions opened, two resumes, one move, one goodbye
     expect(ev.get("opened", 0) >= 10 and ev.get("resumed", 0) >= 2 and ev.get("moved", 0) >= 1
            and ev.get("left", 0) >= 1, "session events %r" % ev)
+    # and not one refused worker command: rooms emptied by leaves and moves were destroyed after
+    # their last member left them (a DESTROY_ROOM queued before its REMOVE/MOVE was refused with
+    # EBUSY and the room stayed in the worker for good)
+    errs = [line for line in text.splitlines() if line.startswith("voxd_media_worker_errors_total")]
+    expect(errs and all(float(x.rsplit(" ", 1)[1]) == 0 for x in errs), "worker errors %r" % errs)
 
 
 finish()
