@@ -116,6 +116,10 @@ int sig_conn_get(const sig_core *c, const char *connection_id, sig_conn_view *ou
 /* The connection's transport has been dead for the reap time (spec §2 "no ghosts" (b)): removes
  * it with one leave broadcast and counts a transport reap. 0 or -ENOENT. A step. */
 int sig_conn_reap_transport(sig_core *c, const char *connection_id, int64_t now_ms);
+/* The client said goodbye on its transport (a voice WebSocket closed with 1000, D27): removes the
+ * connection with one leave broadcast, as a reap does, but it is no ghost and is not counted as
+ * one. 0 or -ENOENT. A step. */
+int sig_conn_goodbye(sig_core *c, const char *connection_id, int64_t now_ms);
 
 /* ---- voice WebSocket messages (docs/protocol.md) ---------------------------------------------
  * Decodes and validates one client text message of the voice WebSocket for a connection in

@@ -420,6 +420,14 @@ int sig_conn_reap_transport(sig_core *c, const char *connection_id, int64_t now)
     return 0;
 }
 
+int sig_conn_goodbye(sig_core *c, const char *connection_id, int64_t now)
+{
+    sig_conn *k = hmap_gets(c->conns, connection_id);
+    if (!k) return -ENOENT;
+    sig_conn_remove(c, k, "client_left", now);
+    return 0;
+}
+
 /* ---- server state memory ------------------------------------------------------------------------
  */
 

@@ -557,7 +557,7 @@ void media_ws_closed(voice_node *n, msess *s, bool left)
              conn_id);
         m->left++;
         session_end(m, s, 0, NULL);
-        if (sig_conn_reap_transport(n->core, conn_id, time_now_ms()) == 0) node_after_step(n);
+        if (sig_conn_goodbye(n->core, conn_id, time_now_ms()) == 0) node_after_step(n);
         return;
     }
     s->detached_at = (time_mono_ns() / 1000000);

@@ -303,12 +303,19 @@ def _():
     drain(b)
     ev = node.events()
     cid = vsa["connection_id"]
+
+    def transport_reaps():
+        return [float(l.rsplit(" ", 1)[1]) for l in node.metrics_text()[0].splitlines()
+                if l.startswith('voxd_ghost_reaps_total{cause="transport"}')]
+    reaps_before = transport_reaps()
     try:
         a.close()
         mine, took = events_of(ev, cid, 3)
         expect(len(mine) == 1 and mine[0]["data"]["channel_id"] is None,
                "no leave event after a 1000 close")
         expect(took < 0.8, "left after %.2f s (immediately, not after the 1 s reap)" % took)
+        expect(transport_reaps() == reaps_before,
+               "a goodbye counted as a ghost reap: %r -> %r" % (reaps_before, transport_reaps()))
         got = drain(b)
         expect([x["connection_id"] for x in ops(got, 13)] == [cid], "roster notice %r" % got)
         v = node.voice()

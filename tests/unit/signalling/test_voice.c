@@ -515,6 +515,40 @@ TEST(pending_join_expires_after_30s_unless_confirmed)
     th_free(t);
 }
 
+/* a dead transport (after the reap time) and a client's goodbye (D27) both remove the connection
+ * with one leave; only the first is a ghost reap */
+TEST(transport_reap_and_goodbye_are_one_leave_each)
+{
+    th *t = th_new(NULL);
+    char a[64], b[64];
+    snprintf(a, sizeof a, "%s", th_connect(t, G, C1, "1", NULL));
+    snprintf(b, sizeof b, "%s", th_connect(t, G, C1, "2", NULL));
+    CHECK_EQ_INT(sig_conn_confirm(t->c, a, t->now), 0);
+    CHECK_EQ_INT(sig_conn_confirm(t->c, b, t->now), 0);
+    th_drop_events(t);
+    CHECK_EQ_INT(sig_conn_reap_transport(t->c, a, t->now), 0);
+    CHECK_EQ_INT(sig_conn_goodbye(t->c, b, t->now), 0);
+    th_advance(t, 0); /* takes the steps' effects */
+    CHECK_EQ_INT(th_nevents(t), 2);
+    const char *ids[2] = {a, b};
+    for (int i = 0; i < 2; i++) {
+        json_t *e = th_event(t);
+        CHECK_EQ_STR(jstr(e, "data.connection_id"), ids[i]);
+        CHECK(json_is_null(jget(e, "data.channel_id")));
+        CHECK_EQ_INT(jint(e, "data.version"), 1);
+        json_decref(e);
+    }
+    sig_stats st;
+    sig_get_stats(t->c, &st);
+    CHECK_EQ_INT(st.reaped_transport, 1); /* the goodbye is no ghost */
+    CHECK_EQ_INT(st.conns_active, 0);
+    CHECK_EQ_INT(sig_conn_goodbye(t->c, b, t->now), -ENOENT);
+    CHECK_EQ_INT(sig_conn_reap_transport(t->c, a, t->now), -ENOENT);
+    th_advance(t, 0);
+    CHECK_EQ_INT(th_nevents(t), 0);
+    th_free(t);
+}
+
 TEST(leaving_viewer_target_strips_keys)
 {
     th *t = th_new(NULL);
@@ -598,6 +632,7 @@ int main(void)
     RUN(disconnect_selectors);
     RUN(session_gone_drops_only_that_session);
     RUN(pending_join_expires_after_30s_unless_confirmed);
+    RUN(transport_reap_and_goodbye_are_one_leave_each);
     RUN(leaving_viewer_target_strips_keys);
     RUN(voice_get_selectors_and_order);
     RUN(writes_are_returned_for_persistence);
