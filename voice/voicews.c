@@ -31,6 +31,7 @@
 #include <string.h>
 
 #define VW_RX_MAX SIG_VMSG_MAX
+#define VW_LWS_RX 2048 /* lws' per-connection receive buffer */
 #define VW_QMAX   4096 /* queued messages (a room's roster after Session Description) */
 
 enum { VW_HELLO, VW_READY, VW_MEDIA };
@@ -53,7 +54,8 @@ struct vw_pss {
     uint64_t ready_req;
     char end_reason[124];
     size_t rx_len;
-    char *rx; /* VW_RX_MAX, allocated on connect */
+    char *rx; /* the message being assembled: grows in powers of two up to VW_RX_MAX */
+    size_t rx_cap;
 };
 
 static void arm_heartbeat(vw_pss *p)
@@ -261,9 +263,18 @@ static int vw_receive(vw_pss *p, const void *in, size_t len)
 {
     if (lws_is_first_fragment(p->wsi)) p->rx_len = 0;
     if (p->rx_len + len > VW_RX_MAX) return vw_close(p, 4002, "decode error: message over 16 KiB");
+    if (p->rx_len + len > p->rx_cap) { /* most messages fit the first 512 bytes; an SDP offer not */
+        size_t cap = p->rx_cap ? p->rx_cap : 512;
+        while (cap < p->rx_len + len)
+            cap *= 2;
+        p->rx = xrealloc(p->rx, cap < VW_RX_MAX ? cap : VW_RX_MAX);
+        p->rx_cap = cap < VW_RX_MAX ? cap : VW_RX_MAX;
+    }
     memcpy(p->rx + p->rx_len, in, len);
     p->rx_len += len;
-    if (!lws_is_final_fragment(p->wsi)) return 0;
+    /* a frame longer than lws' receive buffer arrives in pieces: the message ends with the last
+     * piece of its final frame */
+    if (!lws_is_final_fragment(p->wsi) || lws_remaining_packet_payload(p->wsi)) return 0;
     size_t l = p->rx_len;
     p->rx_len = 0;
     return on_message(p, p->rx, l);
@@ -338,7 +349,6 @@ static int voice_callback(struct lws *wsi, enum lws_callback_reasons reason, voi
         p->wsi = wsi;
         p->ws = true;
         p->state = VW_HELLO;
-        p->rx = xmalloc(VW_RX_MAX);
         n->voice_ws_count++;
         arm_heartbeat(p);
         LOGC(LOG_DEBUG, "voice", "connected (voice_ws=%zu)", n->voice_ws_count);
@@ -370,6 +380,7 @@ static int voice_callback(struct lws *wsi, enum lws_callback_reasons reason, voi
 }
 
 const struct lws_protocols voicews_protocols[] = {
-    {"voxd-voice", voice_callback, sizeof(vw_pss), VW_RX_MAX, 0, NULL, 0},
+    /* lws' receive buffer (one per connection) is small: vw_receive assembles longer messages */
+    {"voxd-voice", voice_callback, sizeof(vw_pss), VW_LWS_RX, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
