@@ -35,7 +35,7 @@ SECS=${SECONDS_PER_RUN:-5}
 WARMUP=${WARMUP:-1.5}
 PARTS=${PARTS:-1000}
 ROOM_C=${ROOM_C:-503}
-RAMP_STEPS=${RAMP_STEPS:-1000 2000 3000 4000 6000 8000 12000 16000} # (d)'s participant counts
+RAMP_STEPS=${RAMP_STEPS:-1000 2000 3000 4000 5000 6000 8000 12000 16000} # (d)'s participant counts
 LAT_PARTS=${LAT_PARTS:-3000} # (l): participants that load voxd's media worker to about 50 % here
 MEM_PARTS=${MEM_PARTS:-10000} # (m): the memory figure's participants (rooms of 10, 100 with a speaker)
 CELLS=${CELLS:-a b c l d m} # the scenarios to run (a subset for a quick look, e.g. CELLS=a)
