@@ -267,8 +267,8 @@ static int vw_receive(vw_pss *p, const void *in, size_t len)
         size_t cap = p->rx_cap ? p->rx_cap : 512;
         while (cap < p->rx_len + len)
             cap *= 2;
-        p->rx = xrealloc(p->rx, cap < VW_RX_MAX ? cap : VW_RX_MAX);
         p->rx_cap = cap < VW_RX_MAX ? cap : VW_RX_MAX;
+        p->rx = xrealloc(p->rx, p->rx_cap);
     }
     memcpy(p->rx + p->rx_len, in, len);
     p->rx_len += len;
